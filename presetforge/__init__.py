@@ -1,0 +1,33 @@
+"""presetforge: verified Keras 3 presets from upstream Hugging Face checkpoints.
+
+Keras reads ``KERAS_BACKEND`` once, at its first import, so the default (torch)
+is set here, before any submodule imports Keras.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+from presetforge.backbones import BertBackbone, Backbone, GPT2Backbone  # noqa: E402
+from presetforge.errors import (  # noqa: E402
+    HandleError,
+    IntegrityError,
+    LoraError,
+    PresetError,
+    PresetforgeError,
+)
+from presetforge.tokenizers import Tokenizer  # noqa: E402
+from presetforge.version import __version__  # noqa: E402
+
+__all__ = [
+    "Backbone",
+    "BertBackbone",
+    "GPT2Backbone",
+    "HandleError",
+    "IntegrityError",
+    "LoraError",
+    "PresetError",
+    "PresetforgeError",
+    "Tokenizer",
+    "__version__",
+]

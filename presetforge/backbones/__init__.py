@@ -1,0 +1,7 @@
+"""Backbones: the ``Backbone`` base and one module per architecture."""
+
+from presetforge.backbones.backbone import Backbone
+from presetforge.backbones.bert import BertBackbone
+from presetforge.backbones.gpt2 import GPT2Backbone
+
+__all__ = ["Backbone", "BertBackbone", "GPT2Backbone"]

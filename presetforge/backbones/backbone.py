@@ -1,0 +1,129 @@
+"""``Backbone``: the functional Keras model every architecture derives from, and its preset I/O."""
+
+import datetime
+
+import keras
+
+from presetforge import preset
+from presetforge.backbones import lora, weights
+from presetforge.errors import PresetError
+from presetforge.registry import catalog, handles
+from presetforge.version import __version__
+
+
+class _ClassProperty:
+    """``cls.presets`` must work on the class itself, which ``property`` cannot do."""
+
+    def __init__(self, getter):
+        self.getter = getter
+
+    def __get__(self, instance, owner):
+        return self.getter(owner)
+
+
+def _subclasses(cls):
+    found = {cls}
+    for sub in cls.__subclasses__():
+        found |= _subclasses(sub)
+    return found
+
+
+@keras.saving.register_keras_serializable(package="presetforge")
+class Backbone(keras.Model):
+    """Base of all presetforge backbones: a functional ``keras.Model`` with preset I/O.
+
+    Subclasses build their layers and symbolic graph, record every stage's
+    output with ``_record_hidden_states`` and call ``super().__init__`` with
+    the graph's inputs and outputs, as keras-hub backbones do. Each sets
+    ``token_embedding``, the ``keras.layers.Embedding`` of its token ids.
+    """
+
+    def __init__(self, *args, dtype=None, trainable=True, **kwargs):
+        super().__init__(*args, dtype=dtype, **kwargs)
+        self.trainable = trainable
+
+    @staticmethod
+    def _policy(dtype):
+        """The dtype policy every sublayer is built with (``None``: Keras's global one)."""
+        return keras.dtype_policies.get(dtype) if dtype is not None else None
+
+    def _record_hidden_states(self, named_tensors):
+        """Keep the symbolic output of each stage (name → tensor), in forward order."""
+        self._hidden_state_names = tuple(named_tensors)
+        self._hidden_state_tensors = tuple(named_tensors.values())
+
+    def hidden_states(self, inputs):
+        """Every stage's output for ``inputs`` as an ordered dict: ``embeddings``,
+        ``layer_0`` … ``layer_{n-1}``, then ``final``; for layer-by-layer parity."""
+        staged = keras.Model(self.input, list(self._hidden_state_tensors))
+        return dict(zip(self._hidden_state_names, staged(inputs)))
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    @_ClassProperty
+    def presets(cls):
+        """Built-in presets of this class and its subclasses, from the catalog."""
+        return catalog.for_classes({sub.__name__ for sub in _subclasses(cls)})
+
+    @classmethod
+    def from_preset(cls, preset_handle, load_weights=True, **kwargs):
+        """Build the backbone a preset describes; ``kwargs`` override its saved config.
+
+        On ``Backbone`` this returns whatever subclass the preset holds; on a
+        subclass, a preset of another architecture is an error.
+        """
+        root = handles.resolve(preset_handle)
+        preset.verify(root)
+        serialized = preset.read_json(root, preset.CONFIG_FILE)
+        backbone_cls = keras.saving.get_registered_object(serialized.get("registered_name"))
+        if not (isinstance(backbone_cls, type) and issubclass(backbone_cls, Backbone)):
+            raise PresetError(f"{root} does not hold a presetforge backbone ({serialized.get('registered_name')!r})")
+        if not issubclass(backbone_cls, cls):
+            raise PresetError(f"{root} holds a {backbone_cls.__name__}, not a {cls.__name__}")
+        backbone = backbone_cls.from_config({**serialized["config"], **kwargs})
+        if load_weights:
+            weights.load(backbone, root)
+        return backbone
+
+    def save_to_preset(self, preset_dir, metadata=None, max_shard_size_gb=weights.DEFAULT_MAX_SHARD_SIZE_GB):
+        """Write config, weights and metadata into ``preset_dir`` atomically.
+
+        ``metadata`` adds entries (provenance, parity summary) to the generated
+        ``metadata.json``. Files other writers put there (a tokenizer) are kept.
+        """
+        with preset.writing(preset_dir) as stage:
+            preset.write_json(stage.file(preset.CONFIG_FILE), keras.saving.serialize_keras_object(self))
+            weights.save(self, stage, max_shard_size_gb)
+            preset.write_json(stage.file(preset.METADATA_FILE), {**self._metadata(), **(metadata or {})})
+
+    def _metadata(self):
+        return {
+            "format_version": preset.FORMAT_VERSION,
+            "backbone_class": type(self).__name__,
+            "keras_version": keras.__version__,
+            "presetforge_version": __version__,
+            "parameter_count": self.count_params(),
+            "dtype": self.dtype_policy.variable_dtype,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    def enable_lora(self, rank, target_names=None):
+        """Freeze every weight, then add rank-``rank`` LoRA to the attention query and value projections."""
+        lora.enable(self, rank, target_names)
+
+    def save_lora_weights(self, path):
+        """Save the LoRA weights keyed by stable layer paths, with their rank and targets."""
+        lora.save(self, path)
+
+    def load_lora_weights(self, path):
+        """Load LoRA weights saved by ``save_lora_weights``; a file for another model is refused."""
+        lora.load(self, path)

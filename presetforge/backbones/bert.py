@@ -1,0 +1,109 @@
+"""BERT: token, position and segment embeddings, post-norm blocks, a tanh pooler on [CLS]."""
+
+import keras
+
+from presetforge.backbones.backbone import Backbone
+from presetforge.backbones.layers import PositionEmbedding, TransformerBlock
+
+
+@keras.saving.register_keras_serializable(package="presetforge")
+class BertBackbone(Backbone):
+    """BERT encoder; inputs ``token_ids``, ``segment_ids``, ``padding_mask``; outputs
+    ``sequence_output`` and ``pooled_output``.
+
+    Arguments follow keras-hub's ``BertBackbone``; ``layer_norm_epsilon`` and
+    ``activation`` (exact ``gelu`` by default, as BERT was trained) are added.
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        num_layers,
+        num_heads,
+        hidden_dim,
+        intermediate_dim,
+        dropout=0.1,
+        max_sequence_length=512,
+        num_segments=2,
+        layer_norm_epsilon=1e-12,
+        activation="gelu",
+        dtype=None,
+        **kwargs,
+    ):
+        policy = self._policy(dtype)
+        token_embedding = keras.layers.Embedding(vocabulary_size, hidden_dim, name="token_embedding", dtype=policy)
+        position_embedding = PositionEmbedding(max_sequence_length, name="position_embedding", dtype=policy)
+        segment_embedding = keras.layers.Embedding(num_segments, hidden_dim, name="segment_embedding", dtype=policy)
+        embeddings_layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, name="embeddings_layer_norm", dtype=policy
+        )
+        embeddings_dropout = keras.layers.Dropout(dropout, name="embeddings_dropout", dtype=policy)
+        transformer_layers = [
+            TransformerBlock(
+                num_heads,
+                hidden_dim,
+                intermediate_dim,
+                activation=activation,
+                layer_norm_epsilon=layer_norm_epsilon,
+                dropout=dropout,
+                norm_first=False,
+                causal=False,
+                name=f"transformer_layer_{i}",
+                dtype=policy,
+            )
+            for i in range(num_layers)
+        ]
+        pooled_dense = keras.layers.Dense(hidden_dim, activation="tanh", name="pooled_dense", dtype=policy)
+
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        segment_ids = keras.Input(shape=(None,), dtype="int32", name="segment_ids")
+        padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
+        x = token_embedding(token_ids)
+        x = x + position_embedding(x) + segment_embedding(segment_ids)
+        x = embeddings_dropout(embeddings_layer_norm(x))
+        stages = {"embeddings": x}
+        for i, block in enumerate(transformer_layers):
+            x = block(x, padding_mask=padding_mask)
+            stages[f"layer_{i}"] = x
+        pooled = pooled_dense(x[:, 0, :])
+        stages["pooled_output"] = pooled
+        super().__init__(
+            inputs={"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask},
+            outputs={"sequence_output": x, "pooled_output": pooled},
+            dtype=dtype,
+            **kwargs,
+        )
+        self._record_hidden_states(stages)
+        self.token_embedding = token_embedding
+        self.position_embedding = position_embedding
+        self.segment_embedding = segment_embedding
+        self.embeddings_layer_norm = embeddings_layer_norm
+        self.embeddings_dropout = embeddings_dropout
+        self.transformer_layers = transformer_layers
+        self.pooled_dense = pooled_dense
+
+        self.vocabulary_size = vocabulary_size
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.dropout = dropout
+        self.max_sequence_length = max_sequence_length
+        self.num_segments = num_segments
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.activation = activation
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocabulary_size": self.vocabulary_size,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "hidden_dim": self.hidden_dim,
+            "intermediate_dim": self.intermediate_dim,
+            "dropout": self.dropout,
+            "max_sequence_length": self.max_sequence_length,
+            "num_segments": self.num_segments,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "activation": self.activation,
+        }

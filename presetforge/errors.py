@@ -1,0 +1,26 @@
+"""Exceptions with one clear line each, so the CLI can print them without a traceback."""
+
+
+class PresetforgeError(Exception):
+    """Base class of every error presetforge raises on purpose."""
+
+
+class PresetError(PresetforgeError):
+    """A preset directory is malformed, of the wrong kind, or cannot be written."""
+
+
+class IntegrityError(PresetError):
+    """A preset's files do not match its manifest; ``filename`` names the culprit."""
+
+    def __init__(self, filename, reason):
+        self.filename = filename
+        self.reason = reason
+        super().__init__(f"integrity check failed for '{filename}': {reason}")
+
+
+class HandleError(PresetforgeError):
+    """A preset handle is malformed or names nothing that can be loaded."""
+
+
+class LoraError(PresetforgeError, ValueError):
+    """A LoRA weights file does not fit the backbone it is loaded into."""

@@ -1,0 +1,1 @@
+"""Where presets come from and go to: handles, the built-in catalog, the hubs."""

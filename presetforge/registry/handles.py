@@ -1,0 +1,89 @@
+"""Preset handles: one parser for every spelling, one resolver to a local directory.
+
+Spellings: a built-in name (``gpt2_base_en``), ``hf://org/repo[@revision]``,
+``kaggle://owner/model/keras/variation[/version]``, ``file://path`` or a path.
+"""
+
+import dataclasses
+import re
+from pathlib import Path
+
+from presetforge.errors import HandleError
+from presetforge.registry import catalog
+
+_NAME = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
+_HF = re.compile(r"^hf://(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<revision>[\w./-]+))?$")
+_KAGGLE = re.compile(
+    r"^kaggle://(?P<owner>[\w-]+)/(?P<model>[\w-]+)/(?P<framework>[\w-]+)/(?P<variation>[\w.-]+)(?:/(?P<version>\d+))?$"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalHandle:
+    path: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltinHandle:
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class HFHandle:
+    repo_id: str
+    revision: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class KaggleHandle:
+    owner: str
+    model: str
+    framework: str
+    variation: str
+    version: int | None = None
+
+
+def parse(handle):
+    """Turn a handle (string or path) into one of the handle types, or raise ``HandleError``."""
+    if isinstance(handle, Path):
+        return LocalHandle(handle)
+    if not isinstance(handle, str) or not handle:
+        raise HandleError(f"a preset handle must be a non-empty string or a path, got {handle!r}")
+    if handle.startswith("hf://"):
+        m = _HF.match(handle)
+        if not m:
+            raise HandleError(f"malformed Hugging Face handle '{handle}'; expected hf://org/repo[@revision]")
+        return HFHandle(m["repo"], m["revision"])
+    if handle.startswith("kaggle://"):
+        m = _KAGGLE.match(handle)
+        if not m:
+            raise HandleError(
+                f"malformed Kaggle handle '{handle}'; expected kaggle://owner/model/framework/variation[/version]"
+            )
+        version = int(m["version"]) if m["version"] else None
+        return KaggleHandle(m["owner"], m["model"], m["framework"], m["variation"], version)
+    if handle.startswith("file://"):
+        return LocalHandle(Path(handle[len("file://"):]))
+    if "://" in handle:
+        raise HandleError(f"unknown handle scheme in '{handle}'; use hf://, kaggle://, file:// or a path")
+    if _NAME.match(handle) and not Path(handle).exists():
+        return BuiltinHandle(handle)
+    return LocalHandle(Path(handle).expanduser())
+
+
+def resolve(handle):
+    """The local directory holding the preset that ``handle`` names."""
+    parsed = parse(handle)
+    if isinstance(parsed, LocalHandle):
+        if not parsed.path.is_dir():
+            raise HandleError(f"no preset directory at '{parsed.path}'")
+        return parsed.path
+    if isinstance(parsed, BuiltinHandle):
+        entry = catalog.entry(parsed.name)
+        if entry is None:
+            known = ", ".join(sorted(catalog.entries()))
+            raise HandleError(f"unknown preset '{parsed.name}'; built-in presets are: {known}")
+        if not entry["published"]:
+            raise HandleError(f"preset '{parsed.name}' is in the catalog but has not been published yet")
+        raise HandleError(f"preset '{parsed.name}' is published, but downloading it needs the registry (not built yet)")
+    raise HandleError(f"cannot fetch '{handle}': downloading from the hubs is not built yet")

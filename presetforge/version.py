@@ -1,0 +1,3 @@
+"""The package version, kept apart so metadata can be read without importing Keras."""
+
+__version__ = "0.1.0"
