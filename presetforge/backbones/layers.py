@@ -37,7 +37,7 @@ class PositionEmbedding(keras.layers.Layer):
 
     def call(self, x):
         seq_len = ops.shape(x)[1]
-        positions = ops.slice(self.embeddings, (0, 0), (seq_len, ops.shape(self.embeddings)[1]))
+        positions = ops.convert_to_tensor(self.embeddings)[:seq_len]
         return ops.cast(positions, x.dtype)[None, :, :]
 
     def compute_output_shape(self, input_shape):

@@ -1,0 +1,105 @@
+"""Preset format v1: manifests catch every change, and writes are all-or-nothing."""
+
+import os
+
+import pytest
+
+from presetforge import Backbone, IntegrityError, PresetError
+from presetforge import preset as preset_lib
+from tests.backbones.tiny import make
+
+
+@pytest.fixture
+def preset_dir(tmp_path):
+    make("gpt2").save_to_preset(tmp_path / "preset")
+    return tmp_path / "preset"
+
+
+def test_manifest_lists_every_file_with_hash_and_size(preset_dir):
+    manifest = preset_lib.read_json(preset_dir, preset_lib.MANIFEST_FILE)
+    assert set(manifest["files"]) == {"config.json", "metadata.json", "model.weights.h5"}
+    entry = manifest["files"]["model.weights.h5"]
+    assert entry["size"] == (preset_dir / "model.weights.h5").stat().st_size
+    assert entry["sha256"] == preset_lib.sha256_file(preset_dir / "model.weights.h5")
+    assert preset_lib.verify(preset_dir) == preset_lib.sha256_file(preset_dir / "manifest.json")
+
+
+def test_flipped_byte_is_named(preset_dir):
+    path = preset_dir / "model.weights.h5"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="'model.weights.h5': sha256 does not match"):
+        Backbone.from_preset(preset_dir)
+
+
+def test_missing_file_is_named(preset_dir):
+    (preset_dir / "config.json").unlink()
+    with pytest.raises(IntegrityError, match="'config.json': listed in the manifest but missing"):
+        Backbone.from_preset(preset_dir)
+
+
+def test_extra_file_is_named(preset_dir):
+    (preset_dir / "notes.txt").write_text("hello")
+    with pytest.raises(IntegrityError, match="'notes.txt': present but not listed"):
+        Backbone.from_preset(preset_dir)
+
+
+def test_missing_manifest_is_named(preset_dir):
+    (preset_dir / "manifest.json").unlink()
+    with pytest.raises(IntegrityError, match="'manifest.json'"):
+        Backbone.from_preset(preset_dir)
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError, match="boom"):
+        with preset_lib.writing(tmp_path / "new") as stage:
+            stage.file("config.json").write_text("{}")
+            raise RuntimeError("boom")
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_rewrite_keeps_the_old_preset(preset_dir):
+    identity = preset_lib.verify(preset_dir)
+    with pytest.raises(RuntimeError):
+        with preset_lib.writing(preset_dir) as stage:
+            stage.file("model.weights.h5").write_bytes(b"garbage")
+            raise RuntimeError("interrupted")
+    assert preset_lib.verify(preset_dir) == identity
+    assert sorted(os.listdir(preset_dir.parent)) == ["preset"]
+
+
+def test_second_writer_adds_files_without_touching_carried_ones(preset_dir):
+    weights_before = preset_lib.sha256_file(preset_dir / "model.weights.h5")
+    with preset_lib.writing(preset_dir) as stage:
+        stage.file("assets/extra/notes.txt").write_text("added")
+    preset_lib.verify(preset_dir)
+    assert (preset_dir / "assets/extra/notes.txt").read_text() == "added"
+    assert preset_lib.sha256_file(preset_dir / "model.weights.h5") == weights_before
+
+
+def test_rewriting_a_carried_file_does_not_write_through_links(tmp_path, preset_dir):
+    """Carried files are hard links; replacing one in a stage must not alter the original."""
+    copy_before = preset_lib.sha256_file(preset_dir / "config.json")
+    with pytest.raises(RuntimeError):
+        with preset_lib.writing(preset_dir) as stage:
+            stage.file("config.json").write_text("{}")
+            raise RuntimeError("abandon")
+    assert preset_lib.sha256_file(preset_dir / "config.json") == copy_before
+
+
+def test_refuses_to_overwrite_a_non_preset_directory(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "keep.txt").write_text("precious")
+    with pytest.raises(PresetError, match="exists and is not a preset"):
+        make("gpt2").save_to_preset(tmp_path / "data")
+    assert (tmp_path / "data" / "keep.txt").read_text() == "precious"
+
+
+def test_weights_digest_tracks_only_weights(preset_dir):
+    digest = preset_lib.weights_digest(preset_dir)
+    with preset_lib.writing(preset_dir) as stage:
+        stage.file("parity.json").write_text("{}")
+    assert preset_lib.weights_digest(preset_dir) == digest
+    make("gpt2", hidden_dim=8).save_to_preset(preset_dir)
+    assert preset_lib.weights_digest(preset_dir) != digest
