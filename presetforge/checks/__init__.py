@@ -1,0 +1,1 @@
+"""Parity checks: compare presetforge output with the upstream reference implementation."""
