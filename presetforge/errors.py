@@ -24,3 +24,11 @@ class HandleError(PresetforgeError):
 
 class LoraError(PresetforgeError, ValueError):
     """A LoRA weights file does not fit the backbone it is loaded into."""
+
+
+class ConversionError(PresetforgeError):
+    """An upstream checkpoint cannot be converted faithfully; ``tensor`` names the culprit when there is one."""
+
+    def __init__(self, message, tensor=None):
+        self.tensor = tensor
+        super().__init__(message)

@@ -40,6 +40,10 @@ class Backbone(keras.Model):
 
     def __init__(self, *args, dtype=None, trainable=True, **kwargs):
         super().__init__(*args, dtype=dtype, **kwargs)
+        if dtype is not None:
+            # keras.Model's functional constructor drops ``dtype``; without this
+            # get_config would say float32 and a bfloat16 preset reload as float32.
+            self.dtype_policy = keras.dtype_policies.get(dtype)
         self.trainable = trainable
 
     @staticmethod
@@ -101,9 +105,18 @@ class Backbone(keras.Model):
         ``metadata.json``. Files other writers put there (a tokenizer) are kept.
         """
         with preset.writing(preset_dir) as stage:
-            preset.write_json(stage.file(preset.CONFIG_FILE), keras.saving.serialize_keras_object(self))
             weights.save(self, stage, max_shard_size_gb)
-            preset.write_json(stage.file(preset.METADATA_FILE), {**self._metadata(), **(metadata or {})})
+            self._stage_config_and_metadata(stage, metadata)
+
+    def _stage_config_and_metadata(self, stage, metadata=None):
+        """Write ``config.json`` and ``metadata.json`` into a preset stage.
+
+        Shared by ``save_to_preset`` and the converters (which write the weights
+        themselves, streaming), so both describe a backbone the same way; this
+        needs only the variables' shapes, never their values.
+        """
+        preset.write_json(stage.file(preset.CONFIG_FILE), keras.saving.serialize_keras_object(self))
+        preset.write_json(stage.file(preset.METADATA_FILE), {**self._metadata(), **(metadata or {})})
 
     def _metadata(self):
         return {

@@ -1,0 +1,27 @@
+"""Converters from Hugging Face checkpoints to presetforge presets, one module per upstream architecture.
+
+``convert(source_dir, output_dir)`` picks the converter registered for the
+checkpoint's ``model_type`` (``@register``), checks it covers every tensor, and
+streams the weights into a preset. Adding an architecture is one module here
+that subclasses ``Converter``, registers it and is imported below.
+"""
+
+from presetforge.converters.base import Converter, Rule, copy, get_converter, model_types, register, split, transpose
+from presetforge.converters.convert import DTYPES, ConversionResult, convert
+
+# Each import registers its converter.
+from presetforge.converters import bert, gpt2  # noqa: F401  isort: skip
+
+__all__ = [
+    "DTYPES",
+    "ConversionResult",
+    "Converter",
+    "Rule",
+    "convert",
+    "copy",
+    "get_converter",
+    "model_types",
+    "register",
+    "split",
+    "transpose",
+]

@@ -1,0 +1,164 @@
+"""The converter contract: a registry keyed by HF ``model_type`` and the data a converter is made of.
+
+A converter is a class holding data, not a procedure: which config flags it
+refuses, how the upstream config becomes backbone arguments, which upstream
+tensor fills which Keras variable (``tensors``, with ``{i}`` for the layer
+index), and which upstream tensors it leaves unused on purpose (``ignore``).
+The shared machinery in ``presetforge.converters.convert`` does the rest and
+enforces coverage, so a converter cannot silently drop or invent a weight.
+"""
+
+import dataclasses
+import re
+from collections.abc import Callable
+
+import numpy as np
+
+from presetforge.errors import ConversionError
+
+_REGISTRY = {}
+
+
+def register(model_type):
+    """Class decorator: make the converter the one for HF ``model_type``."""
+
+    def decorate(cls):
+        if model_type in _REGISTRY:
+            raise ValueError(
+                f"a converter for model_type '{model_type}' is already registered: {_REGISTRY[model_type]}"
+            )
+        cls.model_type = model_type
+        _REGISTRY[model_type] = cls
+        return cls
+
+    return decorate
+
+
+def model_types():
+    """Every HF ``model_type`` a converter is registered for, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_converter(model_type):
+    """A new instance of the converter for ``model_type``; ``ConversionError`` if there is none."""
+    try:
+        return _REGISTRY[model_type]()
+    except (KeyError, TypeError):
+        raise ConversionError(
+            f"no converter for model_type {model_type!r}; presetforge converts {', '.join(model_types())}"
+        ) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """How one upstream tensor fills Keras variables: ``transform`` maps the array to
+    one array per target, in order (views where possible: no copies)."""
+
+    targets: tuple
+    transform: Callable
+
+    def __call__(self, array):
+        return tuple(self.transform(array))
+
+    def format(self, **fields):
+        return dataclasses.replace(self, targets=tuple(t.format(**fields) for t in self.targets))
+
+
+def copy(target):
+    """The tensor as is (GPT-2's ``Conv1D`` weights are already ``[in, out]`` like Keras ``Dense``)."""
+    return Rule((target,), lambda a: (a,))
+
+
+def transpose(target):
+    """A ``torch.nn.Linear`` weight (``[out, in]``) as a Keras ``Dense`` kernel (``[in, out]``)."""
+    return Rule((target,), lambda a: (a.T,))
+
+
+def split(*targets, axis=-1):
+    """A fused tensor cut into equal parts along ``axis``, one per target (GPT-2's ``c_attn`` into q, k, v)."""
+    return Rule(tuple(targets), lambda a: np.split(a, len(targets), axis=axis))
+
+
+class Converter:
+    """Base of every converter; subclasses fill in the class attributes and ``backbone_config``.
+
+    Attributes:
+        version: bumped whenever the converter's output for the same input changes.
+        backbone_cls: the ``Backbone`` subclass built.
+        prefixes: leading module names stripped from upstream names when present
+            (``transformer.`` of ``GPT2LMHeadModel``, ``bert.`` of ``BertForPreTraining``).
+        renames: ``(pattern, replacement)`` regexes applied after the prefix, for
+            legacy spellings (BERT's ``LayerNorm.gamma``).
+        ignore: regexes (full match, after prefix and renames) of upstream tensors
+            deliberately left unused: buffers, tied or task heads.
+        required: config key → (the only value implemented, what the flag does).
+            Any other value is refused; a missing key means the implemented value.
+        tensors: upstream name (after prefix and renames; ``{i}`` is the layer
+            index) → Keras variable path, or a ``Rule`` for anything but a copy.
+        num_layers_arg: the backbone argument giving the number of ``{i}`` values.
+    """
+
+    model_type = None  # set by @register
+    version = 1
+    backbone_cls = None
+    prefixes = ()
+    renames = ()
+    ignore = ()
+    required = {}
+    tensors = {}
+    num_layers_arg = "num_layers"
+
+    @property
+    def name(self):
+        return self.model_type
+
+    def backbone_config(self, config):
+        """The backbone constructor arguments for an upstream ``config.json`` (a dict)."""
+        raise NotImplementedError
+
+    # -- shared helpers; subclasses do not override these ------------------------
+
+    def check_config(self, config):
+        """Refuse any flag whose value this converter (and the backbone) does not implement."""
+        for key, (implemented, meaning) in self.required.items():
+            value = config.get(key, implemented)
+            if value != implemented:
+                raise ConversionError(
+                    f"{self.model_type} checkpoint sets {key}={value!r} ({meaning}); "
+                    f"{self.backbone_cls.__name__} only implements {key}={implemented!r}, "
+                    "so converting it would give a model that computes something else"
+                )
+
+    @staticmethod
+    def pick(config, key, table, default=None):
+        """``table[config.get(key, default)]``, or a ``ConversionError`` listing the values this converter knows."""
+        value = config.get(key, default)
+        if value not in table:
+            raise ConversionError(
+                f"{key}={value!r} is not supported; supported values: {', '.join(repr(v) for v in table)}"
+            )
+        return table[value]
+
+    def canonical_name(self, name):
+        """An upstream tensor name without its optional prefix and with legacy spellings renamed."""
+        for prefix in self.prefixes:
+            if name.startswith(prefix):
+                name = name[len(prefix) :]
+                break
+        for pattern, replacement in self.renames:
+            name = re.sub(pattern, replacement, name)
+        return name
+
+    def is_ignored(self, canonical_name):
+        return any(re.fullmatch(pattern, canonical_name) for pattern in self.ignore)
+
+    def expected_tensors(self, num_layers):
+        """Every upstream tensor (canonical name) the backbone needs, with the rule that converts it."""
+        expected = {}
+        for template, rule in self.tensors.items():
+            rule = copy(rule) if isinstance(rule, str) else rule
+            indices = range(num_layers) if "{i}" in template else [None]
+            for i in indices:
+                name = template.format(i=i) if i is not None else template
+                expected[name] = rule.format(i=i) if i is not None else rule
+        return expected

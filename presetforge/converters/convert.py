@@ -1,0 +1,210 @@
+"""``convert``: an HF checkpoint directory in, a preset out, with coverage enforced and memory bounded.
+
+The whole conversion is planned from headers before a byte of weight is read:
+every upstream tensor must be one the converter uses or deliberately ignores,
+every Keras variable must be filled exactly once, shapes must match. Then the
+tensors stream one at a time (read, transform, cast, write into Keras's own
+H5 layout) inside ``preset.writing``, so a failure leaves nothing behind.
+"""
+
+import dataclasses
+import importlib.metadata
+from pathlib import Path
+
+import numpy as np
+
+from presetforge import preset
+from presetforge.backbones import weights as backbone_weights
+from presetforge.converters import keras_weights
+from presetforge.converters.base import get_converter
+from presetforge.converters.checkpoint import FLOAT_DTYPES, Checkpoint, numpy_dtype
+from presetforge.errors import ConversionError
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversionResult:
+    """What ``convert`` wrote: the preset directory (``output``) and a summary of its backbone."""
+
+    output: Path
+    backbone_class: str
+    parameter_count: int
+    tensor_count: int
+    dtype: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _Step:
+    name: str  # as stored upstream
+    rule: object
+
+
+def _installed_version(distribution):
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _names(names, limit=5):
+    """``tensor 'a' is`` / ``tensors 'a', 'b' are``, listing at most ``limit`` names."""
+    shown = ", ".join(f"'{n}'" for n in sorted(names)[:limit])
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f"tensor {shown} is" if len(names) == 1 else f"tensors {shown}{more} are"
+
+
+def _plan(converter, checkpoint, backbone, num_layers):
+    """The conversion steps, after proving coverage from headers alone; returns (steps, ignored names)."""
+    canonical = {}
+    for name in checkpoint.tensors:
+        key = converter.canonical_name(name)
+        if key in canonical:
+            raise ConversionError(
+                f"tensors '{canonical[key]}' and '{name}' both stand for '{key}'; refusing to guess which to use",
+                tensor=name,
+            )
+        canonical[key] = name
+    expected = converter.expected_tensors(num_layers)
+    variables = {v.path: v for v in backbone.weights}
+
+    ignored, steps, unknown, filled = [], [], [], {}
+    for key, name in canonical.items():
+        if key in expected:
+            steps.append(_Step(name, expected[key]))
+        elif converter.is_ignored(key):
+            ignored.append(name)
+        else:
+            unknown.append(name)
+    if unknown:
+        raise ConversionError(
+            f"upstream {_names(unknown)} neither converted nor deliberately ignored by the "
+            f"{converter.name} converter; refusing to drop weights silently",
+            tensor=unknown[0],
+        )
+    missing = [key for key in expected if key not in canonical]
+    if missing:
+        targets = ", ".join(t for key in missing[:3] for t in expected[key].targets)
+        raise ConversionError(
+            f"upstream {_names(missing)} missing from the checkpoint (needed for {targets})", tensor=missing[0]
+        )
+
+    for step in steps:
+        info = checkpoint.tensors[step.name]
+        if info.dtype not in FLOAT_DTYPES:
+            raise ConversionError(
+                f"tensor '{step.name}' is {info.dtype}; only float checkpoints can be converted", tensor=step.name
+            )
+        # The transform on a zero-strided stand-in gives the output shapes without memory.
+        stand_in = np.broadcast_to(np.zeros((), np.float32), info.shape)
+        try:
+            parts = step.rule(stand_in)
+        except ValueError as e:
+            raise ConversionError(
+                f"tensor '{step.name}' of shape {info.shape} cannot be converted: {e}", tensor=step.name
+            ) from None
+        for target, part in zip(step.rule.targets, parts, strict=True):
+            variable = variables.get(target)
+            if variable is None:
+                raise ConversionError(
+                    f"tensor '{step.name}' maps to '{target}', which the backbone does not have", tensor=step.name
+                )
+            if target in filled:
+                raise ConversionError(
+                    f"'{target}' would be filled by both '{filled[target]}' and '{step.name}'", tensor=step.name
+                )
+            filled[target] = step.name
+            if tuple(part.shape) != tuple(variable.shape):
+                raise ConversionError(
+                    f"tensor '{step.name}' {info.shape} gives '{target}' shape {tuple(part.shape)}; "
+                    f"the backbone needs {tuple(variable.shape)}",
+                    tensor=step.name,
+                )
+    for path in variables:
+        if path not in filled:
+            raise ConversionError(f"no upstream tensor fills Keras variable '{path}'", tensor=path)
+    # Write in the backbone's variable order, whatever the checkpoint's storage order,
+    # so the same weights always give the same bytes (HDF5 allocates on first write).
+    position = {path: i for i, path in enumerate(variables)}
+    return sorted(steps, key=lambda s: min(position[t] for t in s.rule.targets)), sorted(ignored)
+
+
+def convert(
+    source_dir,
+    output_dir,
+    dtype="float32",
+    progress=None,
+    source_repo=None,
+    revision=None,
+    max_shard_size_gb=backbone_weights.DEFAULT_MAX_SHARD_SIZE_GB,
+    add_files=None,
+):
+    """Convert the HF checkpoint in ``source_dir`` into a preset at ``output_dir``.
+
+    Args:
+        source_dir: a local HF model directory (``config.json`` and weights).
+        output_dir: the preset directory to write; an existing preset there has
+            its backbone replaced and keeps its other files (a tokenizer).
+        dtype: the variables' dtype: ``float32``, ``bfloat16`` or ``float16``.
+        progress: optional ``callable(done, total, tensor_name)``, called after each tensor.
+        source_repo, revision: the upstream repo id and revision, recorded in the provenance.
+        max_shard_size_gb: past this size the weights are sharded, as ``save_to_preset`` does.
+        add_files: optional ``callable(stage)`` run in the same transaction before the
+            manifest is written, to add files atomically (``stage.file(name)`` gives a path).
+
+    The tokenizer is not converted here: add it with
+    ``Tokenizer.from_hf_dir(source_dir).save_to_preset(output_dir)`` (or via ``add_files``).
+    Raises ``ConversionError`` for anything the converter cannot carry over faithfully;
+    nothing is written then.
+    """
+    if dtype not in DTYPES:
+        raise ConversionError(f"dtype {dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
+    target = numpy_dtype(dtype)
+    source_dir = Path(source_dir)
+    with Checkpoint(source_dir) as checkpoint:
+        converter = get_converter(checkpoint.config.get("model_type"))
+        converter.check_config(checkpoint.config)
+        kwargs = converter.backbone_config(checkpoint.config)
+        backbone = keras_weights.abstract_backbone(converter.backbone_cls, **kwargs, dtype=dtype)
+        steps, ignored = _plan(converter, checkpoint, backbone, kwargs[converter.num_layers_arg])
+        total_bytes = sum(int(np.prod(v.shape)) * target.itemsize for v in backbone.weights)
+        shard = max_shard_size_gb if total_bytes > max_shard_size_gb * 1024**3 else None
+        layout = keras_weights.layout(backbone, shard)
+
+        metadata = {
+            "source": {
+                "path": str(source_dir.absolute()),
+                "repo_id": source_repo,
+                "revision": revision,
+                "model_type": converter.model_type,
+                "architectures": checkpoint.config.get("architectures"),
+                "format": checkpoint.format,
+                "transformers_version": checkpoint.config.get("transformers_version"),
+                "files": checkpoint.sha256s(),
+                "ignored_tensors": ignored,
+            },
+            "converter": {"name": converter.name, "version": converter.version},
+            "transformers_version": _installed_version("transformers"),
+            "tensor_count": len(steps),
+        }
+        with preset.writing(output_dir) as stage:
+            stage.remove("model*.weights.*")
+            with keras_weights.Writer(stage, layout) as writer:
+                for done, step in enumerate(steps, 1):
+                    array = checkpoint.read(step.name)
+                    for variable_path, part in zip(step.rule.targets, step.rule(array)):
+                        writer.write(variable_path, np.asarray(part, dtype=target, order="C"), source=step.name)
+                    del array, part
+                    checkpoint.release(step.name)
+                    if progress is not None:
+                        progress(done, len(steps), step.name)
+            backbone._stage_config_and_metadata(stage, metadata)
+            if add_files is not None:
+                add_files(stage)
+    return ConversionResult(
+        output=Path(output_dir).absolute(),
+        backbone_class=type(backbone).__name__,
+        parameter_count=backbone.count_params(),
+        tensor_count=len(steps),
+        dtype=dtype,
+    )

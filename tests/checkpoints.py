@@ -1,0 +1,129 @@
+"""Tiny random Hugging Face checkpoints for converter, parity and CLI tests.
+
+Every parameter (layer norms included) is drawn from N(0, 0.35²), so
+a converter that drops a bias or swaps a gamma cannot pass parity by luck, and
+exact and tanh GELU differ by ~2e-4 in the outputs (20x the 1e-5 tolerance).
+Builders write the model only (no tokenizer) and return the directory.
+
+    make_gpt2(tmp_path / "gpt2", n_inner=40)                  # model.safetensors
+    make_bert(tmp_path / "bert", fmt="bin", hidden_act="gelu_new")
+    make_gpt2(d, model_class="GPT2LMHeadModel", fmt="sharded")  # transformer.* names, index + shards
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from safetensors.torch import load_file, save_file
+
+GPT2_TINY = dict(n_layer=2, n_embd=32, n_head=4, vocab_size=97, n_positions=32, bos_token_id=0, eos_token_id=0)
+BERT_TINY = dict(
+    num_hidden_layers=2,
+    hidden_size=32,
+    num_attention_heads=4,
+    intermediate_size=48,
+    vocab_size=97,
+    max_position_embeddings=32,
+    type_vocab_size=2,
+)
+FORMATS = ("safetensors", "sharded", "bin", "sharded_bin")
+
+
+def _randomize(model, seed, std):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+    return model
+
+
+def _save(model, directory, fmt):
+    directory = Path(directory)
+    if fmt == "safetensors":
+        model.save_pretrained(directory)
+    elif fmt == "sharded":
+        model.save_pretrained(directory, max_shard_size="20KB")
+    elif fmt in ("bin", "sharded_bin"):
+        # transformers 5 only writes safetensors; write what older versions did.
+        model.config.save_pretrained(directory)
+        state_dict = model.state_dict()
+        if fmt == "bin":
+            torch.save(state_dict, directory / "pytorch_model.bin")
+        else:
+            names = list(state_dict)
+            halves = {
+                "pytorch_model-00001-of-00002.bin": names[: len(names) // 2],
+                "pytorch_model-00002-of-00002.bin": names[len(names) // 2 :],
+            }
+            weight_map = {}
+            for shard, keys in halves.items():
+                torch.save({k: state_dict[k] for k in keys}, directory / shard)
+                weight_map.update({k: shard for k in keys})
+            (directory / "pytorch_model.bin.index.json").write_text(
+                json.dumps({"metadata": {}, "weight_map": weight_map})
+            )
+    else:
+        raise ValueError(f"unknown format {fmt!r}; one of {FORMATS}")
+    return directory
+
+
+def make_gpt2(directory, *, model_class="GPT2Model", fmt="safetensors", seed=0, std=0.35, **config_overrides):
+    """A random tiny GPT-2 checkpoint in ``directory`` (``GPT2_TINY`` updated by ``config_overrides``)."""
+    config = transformers.GPT2Config(**{**GPT2_TINY, **config_overrides})
+    model = getattr(transformers, model_class)(config)
+    return _save(_randomize(model, seed, std), directory, fmt)
+
+
+def make_bert(directory, *, model_class="BertModel", fmt="safetensors", seed=0, std=0.35, **config_overrides):
+    """A random tiny BERT checkpoint in ``directory`` (``BERT_TINY`` updated by ``config_overrides``)."""
+    config = transformers.BertConfig(**{**BERT_TINY, **config_overrides})
+    model = getattr(transformers, model_class)(config)
+    return _save(_randomize(model, seed, std), directory, fmt)
+
+
+def rewrite_tensors(directory, edit):
+    """Replace ``model.safetensors``'s tensors with ``edit(dict_of_tensors)`` (which may mutate and return it)."""
+    path = Path(directory) / "model.safetensors"
+    tensors = edit(load_file(path))
+    save_file({k: v.contiguous() for k, v in tensors.items()}, path, metadata={"format": "pt"})
+    return directory
+
+
+def reference(directory, model_class=None):
+    """The checkpoint loaded by transformers: float32, eager attention, eval mode."""
+    config = json.loads((Path(directory) / "config.json").read_text())
+    model_class = model_class or {"gpt2": "GPT2Model", "bert": "BertModel"}[config["model_type"]]
+    model = getattr(transformers, model_class).from_pretrained(directory, attn_implementation="eager")
+    return model.eval()
+
+
+def inputs(kind, vocabulary_size=97, batch=3, seq=9, seed=1):
+    """Deterministic token ids with right padding (rows 1 and 2 padded), as numpy int32 arrays."""
+    rng = np.random.default_rng(seed)
+    token_ids = rng.integers(1, vocabulary_size, size=(batch, seq)).astype("int32")
+    padding_mask = np.ones((batch, seq), dtype="int32")
+    padding_mask[1, 5:] = 0
+    padding_mask[2, 2:] = 0
+    token_ids[padding_mask == 0] = 0
+    x = {"token_ids": token_ids, "padding_mask": padding_mask}
+    if kind == "bert":
+        x["segment_ids"] = (np.arange(seq)[None, :] >= seq // 2).astype("int32").repeat(batch, 0)
+    return x
+
+
+def reference_outputs(model, x):
+    """transformers' outputs for ``inputs``: ``last_hidden_state`` (+ ``pooler_output`` for BERT), as numpy."""
+    kwargs = {
+        "input_ids": torch.tensor(x["token_ids"]).long(),
+        "attention_mask": torch.tensor(x["padding_mask"]).long(),
+    }
+    if "segment_ids" in x:
+        kwargs["token_type_ids"] = torch.tensor(x["segment_ids"]).long()
+    with torch.no_grad():
+        out = model(**kwargs)
+    result = {"last_hidden_state": out.last_hidden_state.numpy()}
+    if getattr(out, "pooler_output", None) is not None:
+        result["pooler_output"] = out.pooler_output.numpy()
+    return result

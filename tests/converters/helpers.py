@@ -1,0 +1,38 @@
+"""Shared checks for the converter tests."""
+
+import keras
+import numpy as np
+
+from presetforge import Backbone
+from tests.checkpoints import inputs, reference, reference_outputs
+
+
+def parity_errors(preset_dir, source_dir, **overrides):
+    """Max abs error against transformers, over non-padded positions (and the pooler for BERT)."""
+    backbone = Backbone.from_preset(preset_dir, **overrides)
+    kind = "bert" if "segment_ids" in backbone.input else "gpt2"
+    x = inputs(kind, vocabulary_size=backbone.vocabulary_size)
+    expected = reference_outputs(reference(source_dir), x)
+    out = backbone(x)
+    sequence = out["sequence_output"] if kind == "bert" else out
+    keep = x["padding_mask"].astype(bool)
+    errors = {
+        "last_hidden_state": float(
+            np.abs(keras.ops.convert_to_numpy(sequence) - expected["last_hidden_state"])[keep].max()
+        )
+    }
+    if kind == "bert":
+        pooled = keras.ops.convert_to_numpy(out["pooled_output"])
+        errors["pooler_output"] = float(np.abs(pooled - expected["pooler_output"]).max())
+    return errors
+
+
+def assert_parity(preset_dir, source_dir, atol=1e-5):
+    errors = parity_errors(preset_dir, source_dir)
+    assert max(errors.values()) < atol, errors
+    return errors
+
+
+def leftovers(path):
+    """Anything a failed write left beside ``path``: the path itself or staging directories."""
+    return sorted(p.name for p in path.parent.iterdir() if p.name == path.name or p.name.startswith(f".{path.name}."))
