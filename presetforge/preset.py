@@ -167,12 +167,13 @@ def _carry_over(source, stage_root):
 
 
 @contextlib.contextmanager
-def writing(target):
+def writing(target, carry_over=True):
     """Stage a preset for ``target`` and rename it into place when the block succeeds.
 
-    If ``target`` already holds a preset, its files are carried into the stage
-    first, so several writers (backbone, tokenizer, parity report) can each add
-    their part. A failure anywhere leaves ``target`` as it was.
+    If ``target`` already holds a preset and ``carry_over`` is true, its files
+    are carried into the stage first, so several writers (backbone, tokenizer,
+    parity report) can each add their part; with ``carry_over=False`` the new
+    preset replaces it whole. A failure anywhere leaves ``target`` as it was.
     """
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -181,7 +182,7 @@ def writing(target):
         raise PresetError(f"{target} exists and is not a preset; refusing to overwrite it")
     stage_root = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staging", dir=target.parent))
     try:
-        if is_preset:
+        if is_preset and carry_over:
             _carry_over(target, stage_root)
         yield Stage(stage_root)
         write_json(stage_root / MANIFEST_FILE, build_manifest(stage_root))

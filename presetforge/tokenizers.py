@@ -52,6 +52,17 @@ _DEFAULT_SPECIAL_TOKENS = {
     "byte_bpe": {"unk_token": "<|endoftext|>", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"},
 }
 
+# Every file of an HF checkpoint that can shape its tokenizer (for provenance hashes).
+HF_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+)
+
 _PAD_FALLBACKS = ("[PAD]", "<pad>")
 _EOS_FALLBACKS = ("<|endoftext|>", "</s>")
 
@@ -79,6 +90,11 @@ def _as_added_token(value):
         fields = {k: v for k, v in value.items() if k in ("single_word", "lstrip", "rstrip", "normalized")}
         return AddedToken(value["content"], special=True, **fields)
     return AddedToken(value, special=True)
+
+
+def hf_dir_has_tokenizer(path):
+    """Whether an HF checkpoint directory ships tokenizer files at all."""
+    return any((Path(path) / name).is_file() for name in ("tokenizer.json", "vocab.txt", "vocab.json"))
 
 
 class Tokenizer:
@@ -186,8 +202,8 @@ class Tokenizer:
     def write_to(self, stage):
         """Write the tokenizer's files into an open ``preset.writing`` stage.
 
-        For writers that add it in their own transaction (a converter's
-        ``add_files``), so backbone and tokenizer land in one atomic rename.
+        For writers that add it in their own transaction (a converter), so
+        backbone and tokenizer land in one atomic rename.
         """
         serialized = {
             "module": type(self).__module__,

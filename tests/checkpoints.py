@@ -3,9 +3,12 @@
 Every parameter (layer norms included) is drawn from N(0, 0.35²), so
 a converter that drops a bias or swaps a gamma cannot pass parity by luck, and
 exact and tanh GELU differ by ~2e-4 in the outputs (20x the 1e-5 tolerance).
-Builders write the model only (no tokenizer) and return the directory.
+Builders write the model, with ``tokenizer=True`` also a tokenizer trained on
+the parity corpus (vocab files only, as older checkpoints ship them; the
+model's vocabulary then matches it), and return the directory.
 
     make_gpt2(tmp_path / "gpt2", n_inner=40)                  # model.safetensors
+    make_bert(tmp_path / "bert", tokenizer=True)               # + vocab.txt
     make_bert(tmp_path / "bert", fmt="bin", hidden_act="gelu_new")
     make_gpt2(d, model_class="GPT2LMHeadModel", fmt="sharded")  # transformer.* names, index + shards
 """
@@ -14,9 +17,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import tokenizers
 import torch
 import transformers
 from safetensors.torch import load_file, save_file
+from tokenizers import models, normalizers, pre_tokenizers, trainers
+
+from presetforge.checks.corpus import TOKENIZER_CORPUS
 
 GPT2_TINY = dict(n_layer=2, n_embd=32, n_head=4, vocab_size=97, n_positions=32, bos_token_id=0, eos_token_id=0)
 BERT_TINY = dict(
@@ -29,6 +36,41 @@ BERT_TINY = dict(
     type_vocab_size=2,
 )
 FORMATS = ("safetensors", "sharded", "bin", "sharded_bin")
+
+
+BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+TRAINING_TEXT = [*TOKENIZER_CORPUS, "the cat sat on the mat", "tokenizers are trained on text"] * 3
+
+
+def write_wordpiece_tokenizer(directory, lowercase=True, tokenizer_config=None):
+    """A BERT-style checkpoint tokenizer: ``vocab.txt`` only (+ tokenizer_config.json)."""
+    tok = tokenizers.Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(TRAINING_TEXT, trainers.WordPieceTrainer(vocab_size=300, special_tokens=BERT_SPECIALS))
+    vocab = sorted(tok.get_vocab().items(), key=lambda item: item[1])
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.txt").write_text("".join(f"{token}\n" for token, _ in vocab), encoding="utf-8")
+    (directory / "tokenizer_config.json").write_text(json.dumps(tokenizer_config or {"tokenizer_class": "BertTokenizer"}))
+    return directory
+
+
+def write_byte_bpe_tokenizer(directory, tokenizer_config=None):
+    """A GPT-2-style checkpoint tokenizer: ``vocab.json`` + ``merges.txt`` only."""
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(TRAINING_TEXT, trainer)
+    directory.mkdir(parents=True, exist_ok=True)
+    tok.model.save(str(directory))
+    (directory / "tokenizer_config.json").write_text(json.dumps(tokenizer_config or {"tokenizer_class": "GPT2Tokenizer"}))
+    return directory
+
+
+def _tokenizer_vocabulary_size(directory):
+    return transformers.AutoTokenizer.from_pretrained(directory).vocab_size
 
 
 def _randomize(model, seed, std):
@@ -69,15 +111,25 @@ def _save(model, directory, fmt):
     return directory
 
 
-def make_gpt2(directory, *, model_class="GPT2Model", fmt="safetensors", seed=0, std=0.35, **config_overrides):
+def make_gpt2(
+    directory, *, model_class="GPT2Model", fmt="safetensors", seed=0, std=0.35, tokenizer=False, **config_overrides
+):
     """A random tiny GPT-2 checkpoint in ``directory`` (``GPT2_TINY`` updated by ``config_overrides``)."""
+    if tokenizer:
+        write_byte_bpe_tokenizer(Path(directory))
+        config_overrides.setdefault("vocab_size", _tokenizer_vocabulary_size(directory))
     config = transformers.GPT2Config(**{**GPT2_TINY, **config_overrides})
     model = getattr(transformers, model_class)(config)
     return _save(_randomize(model, seed, std), directory, fmt)
 
 
-def make_bert(directory, *, model_class="BertModel", fmt="safetensors", seed=0, std=0.35, **config_overrides):
+def make_bert(
+    directory, *, model_class="BertModel", fmt="safetensors", seed=0, std=0.35, tokenizer=False, **config_overrides
+):
     """A random tiny BERT checkpoint in ``directory`` (``BERT_TINY`` updated by ``config_overrides``)."""
+    if tokenizer:
+        write_wordpiece_tokenizer(Path(directory))
+        config_overrides.setdefault("vocab_size", _tokenizer_vocabulary_size(directory))
     config = transformers.BertConfig(**{**BERT_TINY, **config_overrides})
     model = getattr(transformers, model_class)(config)
     return _save(_randomize(model, seed, std), directory, fmt)

@@ -19,38 +19,10 @@ from presetforge import preset
 from presetforge.checks.corpus import TOKENIZER_CORPUS
 from presetforge.errors import IntegrityError, PresetError
 from presetforge.tokenizers import ASSET_FILE, Tokenizer
+from tests.checkpoints import write_byte_bpe_tokenizer, write_wordpiece_tokenizer
 
 transformers = pytest.importorskip("transformers")
 
-BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-TRAINING_TEXT = [*TOKENIZER_CORPUS, "the cat sat on the mat", "tokenizers are trained on text"] * 3
-
-
-def _write_wordpiece(directory, lowercase, tokenizer_config):
-    """A BERT-style checkpoint tokenizer: ``vocab.txt`` only (+ tokenizer_config.json)."""
-    tok = tokenizers.Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(TRAINING_TEXT, trainers.WordPieceTrainer(vocab_size=300, special_tokens=BERT_SPECIALS))
-    vocab = sorted(tok.get_vocab().items(), key=lambda item: item[1])
-    directory.mkdir()
-    (directory / "vocab.txt").write_text("".join(f"{token}\n" for token, _ in vocab), encoding="utf-8")
-    (directory / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
-    return directory
-
-
-def _write_byte_bpe(directory, tokenizer_config):
-    """A GPT-2-style checkpoint tokenizer: ``vocab.json`` + ``merges.txt`` only."""
-    tok = tokenizers.Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(TRAINING_TEXT, trainer)
-    directory.mkdir()
-    tok.model.save(str(directory))
-    (directory / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -58,24 +30,24 @@ def hf_dirs(tmp_path_factory):
     """Name → checkpoint directory; the keys are the parity test's parameters."""
     root = tmp_path_factory.mktemp("hf")
     dirs = {
-        "bert_uncased": _write_wordpiece(
+        "bert_uncased": write_wordpiece_tokenizer(
             root / "bert_uncased", True, {"tokenizer_class": "BertTokenizer", "do_lower_case": True}
         ),
-        "bert_cased": _write_wordpiece(
+        "bert_cased": write_wordpiece_tokenizer(
             root / "bert_cased", False, {"tokenizer_class": "BertTokenizer", "do_lower_case": False}
         ),
-        "gpt2": _write_byte_bpe(root / "gpt2", {"tokenizer_class": "GPT2Tokenizer"}),
-        "gpt2_prefix_space_pad": _write_byte_bpe(
+        "gpt2": write_byte_bpe_tokenizer(root / "gpt2", {"tokenizer_class": "GPT2Tokenizer"}),
+        "gpt2_prefix_space_pad": write_byte_bpe_tokenizer(
             root / "gpt2_prefix_space_pad",
             {"tokenizer_class": "GPT2Tokenizer", "add_prefix_space": True, "pad_token": "<pad>"},
         ),
     }
     # Vocab-only directories identified by config.json alone, with no tokenizer_config.json.
-    bare = _write_wordpiece(root / "bert_model_type_only", True, {})
+    bare = write_wordpiece_tokenizer(root / "bert_model_type_only", True, {})
     (bare / "tokenizer_config.json").unlink()
     (bare / "config.json").write_text(json.dumps({"model_type": "bert"}))
     dirs["bert_model_type_only"] = bare
-    bare = _write_byte_bpe(root / "gpt2_model_type_only", {})
+    bare = write_byte_bpe_tokenizer(root / "gpt2_model_type_only", {})
     (bare / "tokenizer_config.json").unlink()
     (bare / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     dirs["gpt2_model_type_only"] = bare
@@ -107,8 +79,8 @@ def hf_dirs(tmp_path_factory):
         },
         "mask_token": {"__type": "AddedToken", "content": "[MASK2]", "lstrip": True, "normalized": False, **added},
     }
-    dirs["bert_v4_added_tokens"] = _write_wordpiece(root / "bert_v4_added_tokens", True, v4_config)
-    legacy = _write_wordpiece(root / "bert_legacy_added_tokens", True, {"tokenizer_class": "BertTokenizer"})
+    dirs["bert_v4_added_tokens"] = write_wordpiece_tokenizer(root / "bert_v4_added_tokens", True, v4_config)
+    legacy = write_wordpiece_tokenizer(root / "bert_legacy_added_tokens", True, {"tokenizer_class": "BertTokenizer"})
     (legacy / "added_tokens.json").write_text(json.dumps({"<new>": 300, "[EXTRA]": 301}))
     (legacy / "special_tokens_map.json").write_text(json.dumps({"additional_special_tokens": ["[EXTRA]"]}))
     dirs["bert_legacy_added_tokens"] = legacy

@@ -19,6 +19,7 @@ from presetforge.converters import keras_weights
 from presetforge.converters.base import get_converter
 from presetforge.converters.checkpoint import FLOAT_DTYPES, Checkpoint, numpy_dtype
 from presetforge.errors import ConversionError
+from presetforge.tokenizers import HF_TOKENIZER_FILES, Tokenizer, hf_dir_has_tokenizer
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -137,23 +138,19 @@ def convert(
     source_repo=None,
     revision=None,
     max_shard_size_gb=backbone_weights.DEFAULT_MAX_SHARD_SIZE_GB,
-    add_files=None,
 ):
     """Convert the HF checkpoint in ``source_dir`` into a preset at ``output_dir``.
 
     Args:
         source_dir: a local HF model directory (``config.json`` and weights).
-        output_dir: the preset directory to write; an existing preset there has
-            its backbone replaced and keeps its other files (a tokenizer).
+        output_dir: the preset directory to write; an existing preset there is
+            replaced whole (no stale report or tokenizer survives).
         dtype: the variables' dtype: ``float32``, ``bfloat16`` or ``float16``.
         progress: optional ``callable(done, total, tensor_name)``, called after each tensor.
         source_repo, revision: the upstream repo id and revision, recorded in the provenance.
         max_shard_size_gb: past this size the weights are sharded, as ``save_to_preset`` does.
-        add_files: optional ``callable(stage)`` run in the same transaction before the
-            manifest is written, to add files atomically (``stage.file(name)`` gives a path).
 
-    The tokenizer is not converted here: add it with
-    ``Tokenizer.from_hf_dir(source_dir).save_to_preset(output_dir)`` (or via ``add_files``).
+    The checkpoint's tokenizer, when it ships one, is converted into the same preset.
     Raises ``ConversionError`` for anything the converter cannot carry over faithfully;
     nothing is written then.
     """
@@ -187,8 +184,12 @@ def convert(
             "transformers_version": _installed_version("transformers"),
             "tensor_count": len(steps),
         }
-        with preset.writing(output_dir) as stage:
-            stage.remove("model*.weights.*")
+        tokenizer = Tokenizer.from_hf_dir(source_dir) if hf_dir_has_tokenizer(source_dir) else None
+        if tokenizer is not None:
+            metadata["source"]["files"].update(
+                {n: preset.sha256_file(source_dir / n) for n in HF_TOKENIZER_FILES if (source_dir / n).is_file()}
+            )
+        with preset.writing(output_dir, carry_over=False) as stage:
             with keras_weights.Writer(stage, layout) as writer:
                 for done, step in enumerate(steps, 1):
                     array = checkpoint.read(step.name)
@@ -199,8 +200,8 @@ def convert(
                     if progress is not None:
                         progress(done, len(steps), step.name)
             backbone._stage_config_and_metadata(stage, metadata)
-            if add_files is not None:
-                add_files(stage)
+            if tokenizer is not None:
+                tokenizer.write_to(stage)
     return ConversionResult(
         output=Path(output_dir).absolute(),
         backbone_class=type(backbone).__name__,

@@ -119,13 +119,16 @@ def test_non_preset_output_directory_is_refused_and_untouched(tmp_path):
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
-def test_reconverting_replaces_the_backbone_and_keeps_other_files(tmp_path):
-    source = make_gpt2(tmp_path / "hf")
+def test_reconverting_replaces_the_whole_preset(tmp_path):
+    source = make_gpt2(tmp_path / "hf", tokenizer=True)
     out = tmp_path / "preset"
-    convert(source, out, add_files=lambda stage: stage.file("tokenizer.json").write_text("{}"))
+    convert(source, out)
+    assert (out / preset.TOKENIZER_CONFIG_FILE).is_file()
+    with preset.writing(out) as stage:
+        stage.file("parity.json").write_text("{}")
     first = preset.sha256_file(out / preset.WEIGHTS_FILE)
     convert(make_gpt2(tmp_path / "hf2", seed=1), out)
-    assert (out / "tokenizer.json").read_text() == "{}"
+    assert not (out / preset.TOKENIZER_CONFIG_FILE).exists() and not (out / "parity.json").exists()
     assert preset.sha256_file(out / preset.WEIGHTS_FILE) != first
     preset.verify(out)
     Backbone.from_preset(out)
