@@ -22,6 +22,26 @@ class HandleError(PresetforgeError):
     """A preset handle is malformed or names nothing that can be loaded."""
 
 
+class HubError(HandleError):
+    """A hub answered with an error, or a transfer to or from it broke off."""
+
+
+class NotFoundError(HubError):
+    """The repo, model, revision, version or file a handle names does not exist on its hub."""
+
+
+class UnauthorizedError(HubError):
+    """Credentials are missing, or the hub rejected them, or they lack the permission needed."""
+
+
+class GatedError(HubError):
+    """The resource exists but its owner requires accepting terms before anyone may download it."""
+
+
+class OfflineError(HubError):
+    """The hub cannot be reached and the client's cache holds nothing that answers the request."""
+
+
 class LoraError(PresetforgeError, ValueError):
     """A LoRA weights file does not fit the backbone it is loaded into."""
 

@@ -1,0 +1,628 @@
+"""The only module that talks to the hubs, and only through their real clients.
+
+Hugging Face goes through ``huggingface_hub`` (``HfApi.create_repo``/``create_commit``,
+``snapshot_download``, ``hf_hub_download``); Kaggle through ``kagglehub`` (``model_upload``,
+``model_download``) and the kagglesdk client it builds (for version numbers). Both are driven by
+their standard environment, read at call time so one process can be re-pointed:
+``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HUB_CACHE``/``HF_HOME``, ``HF_HUB_OFFLINE``;
+``KAGGLE_API_ENVIRONMENT``, ``KAGGLE_API_TOKEN``, ``KAGGLE_USERNAME``/``KAGGLE_KEY``,
+``KAGGLEHUB_CACHE`` (and ``HTTP(S)_PROXY``, which both clients honour).
+
+Every client failure leaves as one ``HubError`` subclass with one clear line. Uploads retry only
+where it is safe: a Hugging Face commit is content-addressed (an identical retry is a no-op), and
+a Kaggle upload is retried only when Kaggle confirms that no new version appeared.
+"""
+
+import contextlib
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+
+from presetforge.errors import (
+    GatedError,
+    HandleError,
+    HubError,
+    NotFoundError,
+    OfflineError,
+    PresetError,
+    UnauthorizedError,
+)
+from presetforge.preset import MANIFEST_FILE, sha256_file
+
+logger = logging.getLogger(__name__)
+
+RETRY_ATTEMPTS = 3  # tries of one upload step that failed transiently (HTTP 5xx/429, broken connection)
+RETRY_BACKOFF_S = 1.0  # first pause between tries; doubles each time
+_SKIP_DIRS = (".git", ".cache/huggingface")  # client bookkeeping, never preset content
+HF_PLUMBING = (".gitattributes",)  # files the Hub adds to every repo; not part of a preset
+
+
+# --- credentials ------------------------------------------------------------------------------
+
+
+def credentials_problem(target):
+    """Why publishing to ``target`` would fail for lack of credentials, or ``None``.
+
+    ``target`` is ``"hf"``/``"kaggle"``, a handle string or a parsed handle. Checked before any
+    work so a publish run does not convert and verify a preset only to stop at the upload.
+    """
+    if _kind(target) == "hf":
+        from huggingface_hub import get_token
+
+        try:
+            token = get_token()
+        except Exception as e:  # e.g. a misconfigured OIDC exchange
+            return f"Hugging Face credentials are unusable: {e}"
+        if not token:
+            return "no Hugging Face token: set HF_TOKEN (or run `hf auth login`)"
+        return None
+    from kagglehub.config import get_kaggle_credentials
+
+    try:
+        credentials = get_kaggle_credentials()
+    except ValueError as e:
+        return f"Kaggle credentials are unreadable: {e}"
+    if credentials is None:
+        return "no Kaggle credentials: set KAGGLE_API_TOKEN, or KAGGLE_USERNAME and KAGGLE_KEY"
+    return None
+
+
+def _kind(target):
+    if isinstance(target, str):
+        if target in ("hf", "kaggle"):
+            return target
+        if target.startswith("hf://"):
+            return "hf"
+        if target.startswith("kaggle://"):
+            return "kaggle"
+    elif hasattr(target, "repo_id"):
+        return "hf"
+    elif hasattr(target, "variation"):
+        return "kaggle"
+    raise HandleError(f"not a hub target: {target!r}; expected 'hf', 'kaggle', hf://… or kaggle://…")
+
+
+def _require_credentials(target):
+    problem = credentials_problem(target)
+    if problem:
+        raise UnauthorizedError(problem)
+
+
+def download(handle):
+    """The local directory of a parsed ``HFHandle`` or ``KaggleHandle`` (see ``handles.parse``)."""
+    if _kind(handle) == "hf":
+        return download_hf(handle.repo_id, handle.revision)
+    return download_kaggle(handle.owner, handle.model, handle.framework, handle.variation, handle.version)
+
+
+# --- Hugging Face -----------------------------------------------------------------------------
+
+
+def _hf_endpoint():
+    """``HF_ENDPOINT`` now (huggingface_hub itself only reads it at import)."""
+    return (os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None
+
+
+def _hf_endpoint_name():
+    from huggingface_hub import constants
+
+    return _hf_endpoint() or constants.ENDPOINT
+
+
+def _hf_cache_dir():
+    """The hub cache the environment names now, or ``None`` for the client's own default."""
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(name):
+            return os.path.expanduser(os.environ[name])
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
+    return None
+
+
+def _hf_offline():
+    return (os.environ.get("HF_HUB_OFFLINE") or "").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _hf_api():
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=_hf_endpoint())
+
+
+def _hf_what(repo_id, revision=None):
+    return f"hf://{repo_id}" + (f"@{revision}" if revision else "")
+
+
+def download_hf(repo_id, revision=None):
+    """Snapshot of ``repo_id`` at ``revision`` (default: main) in the client's cache; its path.
+
+    Falls back to the cached snapshot when the Hub cannot be reached, like the client does.
+    The Hub's ``.gitattributes`` is left out: it is hub plumbing, not part of any preset.
+    """
+    from huggingface_hub import snapshot_download
+
+    what = _hf_what(repo_id, revision)
+    with _hf_errors(what):
+        path = snapshot_download(
+            repo_id,
+            revision=revision,
+            endpoint=_hf_endpoint(),
+            cache_dir=_hf_cache_dir(),
+            local_files_only=_hf_offline(),
+            ignore_patterns=list(HF_PLUMBING),
+        )
+    return Path(path)
+
+
+def hf_manifest_sha(repo_id, revision=None):
+    """sha256 of ``manifest.json`` at the head of ``revision``, or ``None`` if nothing is published.
+
+    Asks the Hub (never the cache alone) which commit is current, then fetches only that one small
+    file, so "is this preset already published?" is cheap and never answered from stale data.
+    """
+    from huggingface_hub import errors as hf_errors
+    from huggingface_hub import hf_hub_download
+
+    what = _hf_what(repo_id, revision)
+    if _hf_offline():
+        raise OfflineError(f"HF_HUB_OFFLINE is set: cannot ask the Hugging Face hub what {what} holds")
+    with _hf_errors(what):
+        try:
+            info = _hf_api().repo_info(repo_id, revision=revision)
+        except hf_errors.GatedRepoError:
+            raise
+        except (hf_errors.RepositoryNotFoundError, hf_errors.RevisionNotFoundError):
+            return None
+        siblings = {s.rfilename for s in (info.siblings or [])}
+        if info.siblings is not None and MANIFEST_FILE not in siblings:
+            return None
+        try:
+            path = hf_hub_download(
+                repo_id,
+                MANIFEST_FILE,
+                revision=info.sha,  # the commit just named: immutable, safe to take from the cache
+                endpoint=_hf_endpoint(),
+                cache_dir=_hf_cache_dir(),
+            )
+        except _hf_class("RemoteEntryNotFoundError", "EntryNotFoundError"):
+            return None
+    return sha256_file(path)
+
+
+def hf_head(repo_id, revision=None):
+    """The commit sha ``revision`` (default: main) of ``repo_id`` points at, asked of the Hub now."""
+    what = _hf_what(repo_id, revision)
+    if _hf_offline():
+        raise OfflineError(f"HF_HUB_OFFLINE is set: cannot ask the Hugging Face hub what {what} holds")
+    with _hf_errors(what):
+        return _hf_api().repo_info(repo_id, revision=revision).sha
+
+
+def upload_hf(folder, repo_id, commit_message, *, private=None, revision=None):
+    """Publish ``folder`` as the whole content of ``repo_id`` in one commit; the commit sha.
+
+    One atomic ``create_commit`` (not ``upload_folder``, which in huggingface_hub 1.x+ may split a
+    folder over several commits and retries them itself for half a minute): files missing from
+    ``folder`` are deleted in the same commit, so the repo never holds a half-replaced preset.
+    Creates the repo if needed. Re-uploading identical content makes no commit and returns the
+    current head, which is also why a retry after a lost answer is safe.
+    """
+    folder = _existing_dir(folder)
+    _require_credentials("hf")
+    what = _hf_what(repo_id, revision)
+    api = _hf_api()
+    with _hf_errors(what):
+        _retrying(lambda: api.create_repo(repo_id, private=private, exist_ok=True), lambda e: _hf_error(what, e))
+        return _retrying(
+            lambda: _commit_folder(api, folder, repo_id, commit_message, revision), lambda e: _hf_error(what, e)
+        )
+
+
+def _commit_folder(api, folder, repo_id, commit_message, revision):
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+    from huggingface_hub import errors as hf_errors
+
+    local = _local_files(folder)
+    try:
+        remote = api.list_repo_files(repo_id, revision=revision)
+    except hf_errors.RevisionNotFoundError:
+        if revision not in (None, "main"):
+            raise
+        remote = []  # a repo without any commit yet
+    operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(folder / p)) for p in local]
+    operations += [
+        CommitOperationDelete(path_in_repo=p) for p in remote if p not in set(local) and p not in HF_PLUMBING
+    ]
+    return api.create_commit(repo_id, operations, commit_message=commit_message, revision=revision).oid
+
+
+@contextlib.contextmanager
+def _hf_errors(what):
+    try:
+        yield
+    except HubError:
+        raise
+    except Exception as e:
+        error = _hf_error(what, e)
+        if error is None:
+            raise
+        raise error from e
+
+
+def _hf_class(*names):
+    """The first of ``names`` that huggingface_hub.errors defines (names moved between releases)."""
+    from huggingface_hub import errors as hf_errors
+
+    for name in names:
+        if hasattr(hf_errors, name):
+            return getattr(hf_errors, name)
+    return ()
+
+
+def _hf_error(what, e):
+    """The ``HubError`` for a huggingface_hub failure, or ``None`` if it is not a hub failure."""
+    from huggingface_hub import errors as hf_errors
+
+    endpoint = _hf_endpoint_name()
+    if isinstance(e, hf_errors.GatedRepoError):
+        return GatedError(f"{what} is gated: accept its terms on the Hub with the account whose token is in HF_TOKEN")
+    if isinstance(e, hf_errors.RevisionNotFoundError):
+        return NotFoundError(f"{what}: no such revision on the Hugging Face hub at {endpoint}")
+    if isinstance(e, _hf_class("RemoteEntryNotFoundError", "EntryNotFoundError")):
+        return NotFoundError(f"{what}: no such file on the Hugging Face hub at {endpoint}")
+    if isinstance(e, hf_errors.RepositoryNotFoundError):
+        return NotFoundError(f"{what} not found on {endpoint} (or it is private and HF_TOKEN gives no access)")
+    if isinstance(e, hf_errors.LocalEntryNotFoundError):
+        cause = e.__cause__
+        if isinstance(cause, hf_errors.HfHubHTTPError):
+            return _hf_error(what, cause)
+        cached = "only partly in" if isinstance(e, _hf_class("IncompleteSnapshotError")) else "not in"
+        if _hf_offline():
+            return OfflineError(f"HF_HUB_OFFLINE is set and {what} is {cached} the local cache")
+        return OfflineError(f"cannot reach the Hugging Face hub at {endpoint}, and {what} is {cached} the local cache")
+    if isinstance(e, hf_errors.OfflineModeIsEnabled):
+        return OfflineError(f"HF_HUB_OFFLINE is set and {what} is not in the local cache")
+    if isinstance(e, hf_errors.HfHubHTTPError) and e.response is not None:
+        status = e.response.status_code
+        if status == 401:
+            return UnauthorizedError(
+                f"the Hugging Face hub at {endpoint} rejected the token for {what} (HTTP 401): check HF_TOKEN"
+            )
+        if status == 403:
+            return UnauthorizedError(
+                f"the token in HF_TOKEN may not do this to {what} (HTTP 403): publishing needs a write token"
+            )
+        message = (e.server_message or str(e).splitlines()[0]).strip()
+        return HubError(f"the Hugging Face hub at {endpoint} answered HTTP {status} for {what}: {message}")
+    if _is_transport_error(e):
+        if _is_unreachable(e):
+            return OfflineError(f"cannot reach the Hugging Face hub at {endpoint} for {what}: {_short(e)}")
+        return HubError(f"the connection to the Hugging Face hub at {endpoint} broke off for {what}: {_short(e)}")
+    return None
+
+
+# --- Kaggle -----------------------------------------------------------------------------------
+
+
+def _kaggle_handle(owner, model, framework, variation, version=None):
+    return f"{owner}/{model}/{framework}/{variation}" + (f"/{version}" if version else "")
+
+
+def _kaggle_what(*parts):
+    return "kaggle://" + _kaggle_handle(*parts)
+
+
+def _kaggle_endpoint_name():
+    from kagglesdk.kaggle_env import get_endpoint, get_env
+
+    try:
+        return get_endpoint(get_env())
+    except Exception:
+        return "Kaggle"
+
+
+def _model_handle(owner, model, framework, variation, version=None):
+    from kagglehub.handle import ModelHandle
+
+    handle = ModelHandle(owner=owner, model=model, framework=framework, variation=variation, version=version)
+    try:
+        handle.framework_enum()
+    except Exception:
+        what = _kaggle_what(owner, model, framework, variation)
+        raise HandleError(f"unknown Kaggle framework '{framework}' in {what}") from None
+    return handle
+
+
+def kaggle_latest_version(owner, model, framework, variation):
+    """The newest version number of a Kaggle model instance, or ``None`` if it does not exist."""
+    return _kaggle_latest(owner, model, framework, variation, action="download")
+
+
+def _kaggle_latest(owner, model, framework, variation, action):
+    from kagglehub.clients import build_kaggle_client
+    from kagglehub.exceptions import handle_call
+    from kagglesdk.models.types.model_api_service import ApiGetModelInstanceRequest
+
+    handle = _model_handle(owner, model, framework, variation)
+    what = _kaggle_what(owner, model, framework, variation)
+    with _kaggle_errors(what, action):
+        request = ApiGetModelInstanceRequest()
+        request.owner_slug = owner
+        request.model_slug = model
+        request.framework = handle.framework_enum()
+        request.instance_slug = variation
+        try:
+            with build_kaggle_client() as client:
+                instance = handle_call(lambda: client.models.model_api_client.get_model_instance(request))
+        except Exception as e:
+            if _http_status(e) == 404:
+                return None
+            raise
+    return instance.version_number or None
+
+
+def download_kaggle(owner, model, framework, variation, version=None):
+    """A Kaggle model instance version (default: the latest) in kagglehub's cache; its path.
+
+    When Kaggle cannot be reached, an unversioned request falls back to the newest complete
+    version in the cache (as huggingface_hub does for a branch); a versioned one is served from
+    the cache by kagglehub itself.
+    """
+    import kagglehub
+
+    parts = (owner, model, framework, variation, version)
+    _model_handle(*parts)
+    what = _kaggle_what(*parts)
+    try:
+        with _kaggle_errors(what, "download"):
+            return Path(kagglehub.model_download(_kaggle_handle(*parts)))
+    except OfflineError:
+        cached = None if version else _newest_cached_kaggle(owner, model, framework, variation)
+        if cached is None:
+            raise OfflineError(
+                f"cannot reach Kaggle ({_kaggle_endpoint_name()}), and {what} is not in the local cache"
+            ) from None
+        logger.warning("Kaggle is unreachable; using the cached %s", cached)
+        return cached
+
+
+def _newest_cached_kaggle(owner, model, framework, variation):
+    from kagglehub.cache import Cache, get_cached_path
+
+    handle = _model_handle(owner, model, framework, variation, version=1)
+    parent = Path(get_cached_path(handle)).parent
+    numbers = sorted((int(p.name) for p in parent.glob("*") if p.name.isdigit()), reverse=True)
+    for number in numbers:
+        path = Cache().load_from_cache(handle.with_version(number))
+        if path:
+            return Path(path)
+    return None
+
+
+def kaggle_manifest_sha(owner, model, framework, variation, version=None):
+    """sha256 of ``manifest.json`` of a version (default: the latest), or ``None`` if none is published.
+
+    Fetches only that one file; the latest version number always comes from Kaggle itself.
+    """
+    import kagglehub
+
+    version = version or kaggle_latest_version(owner, model, framework, variation)
+    if version is None:
+        return None
+    parts = (owner, model, framework, variation, version)
+    with _kaggle_errors(_kaggle_what(*parts), "download"):
+        try:
+            path = kagglehub.model_download(_kaggle_handle(*parts), path=MANIFEST_FILE)
+        except Exception as e:
+            if _http_status(e) == 404:
+                return None
+            raise
+    return sha256_file(path)
+
+
+def upload_kaggle(folder, owner, model, framework, variation, license=None, version_notes=""):  # noqa: A002
+    """Publish ``folder`` as a new version of a Kaggle model instance; the version number.
+
+    Creates the model and the instance when missing (kagglehub does). The number returned is the
+    one Kaggle reports afterwards, and it must be new: nothing counts as published unless Kaggle
+    confirms it. A failed try is retried only if Kaggle shows that no version was created by it.
+    """
+    import kagglehub
+
+    folder = _existing_dir(folder)
+    _require_credentials("kaggle")
+    parts = (owner, model, framework, variation)
+    _model_handle(*parts)
+    what = _kaggle_what(*parts)
+    before = _kaggle_latest(*parts, action="upload")  # also proves the credentials before any bytes move
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        try:
+            kagglehub.model_upload(
+                _kaggle_handle(*parts), str(folder), license_name=license, version_notes=version_notes
+            )
+            break
+        except Exception as e:
+            error = _kaggle_error(what, e, "upload")
+            if error is None:
+                raise
+            after = _latest_or_unknown(*parts)
+            if after != before:
+                raise HubError(
+                    f"Kaggle reported a failure for {what} but now holds version {after}; "
+                    f"check it before publishing again ({error})"
+                ) from e
+            if attempt == RETRY_ATTEMPTS or not _is_transient(e):
+                suffix = f" (gave up after {attempt} tries)" if attempt > 1 else ""
+                raise type(error)(f"{error}{suffix}") from e
+            logger.warning("upload of %s failed (%s); retrying", what, error)
+            time.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))
+    after = _kaggle_latest(*parts, action="upload")
+    if after is None or (before is not None and after <= before):
+        raise HubError(f"Kaggle did not confirm a new version of {what} (latest is still {after})")
+    return after
+
+
+def _latest_or_unknown(*parts):
+    try:
+        return _kaggle_latest(*parts, action="upload")
+    except HubError:
+        return "unknown"
+
+
+@contextlib.contextmanager
+def _kaggle_errors(what, action):
+    try:
+        yield
+    except HubError:
+        raise
+    except Exception as e:
+        error = _kaggle_error(what, e, action)
+        if error is None:
+            raise
+        raise error from e
+
+
+def _kaggle_error(what, e, action):
+    """The ``HubError`` for a kagglehub/kagglesdk failure, or ``None`` if it is not a hub failure."""
+    from kagglehub import exceptions as kh_errors
+
+    endpoint = _kaggle_endpoint_name()
+    status = _http_status(e)
+    if status is not None:
+        if status == 401:
+            return UnauthorizedError(
+                f"Kaggle ({endpoint}) rejected the credentials for {what} (HTTP 401): "
+                "check KAGGLE_API_TOKEN or KAGGLE_USERNAME/KAGGLE_KEY"
+            )
+        if status == 403 and action == "download":
+            return GatedError(
+                f"{what} is gated or private (HTTP 403): accept its terms on its Kaggle page with this account"
+            )
+        if status == 403:
+            return UnauthorizedError(f"these Kaggle credentials may not publish {what} (HTTP 403)")
+        if status == 404:
+            return NotFoundError(f"{what} not found on Kaggle ({endpoint})")
+        return HubError(f"Kaggle ({endpoint}) answered HTTP {status} for {what}: {_short(e)}")
+    if isinstance(e, (kh_errors.CredentialError, kh_errors.UnauthenticatedError)):
+        return UnauthorizedError(f"Kaggle credentials problem for {what}: {_short(e)}")
+    if isinstance(e, kh_errors.BackendError):
+        return HubError(f"Kaggle ({endpoint}) refused {what}: {_short(e)}")
+    if isinstance(e, kh_errors.DataCorruptionError):
+        return HubError(f"the download of {what} arrived corrupted (md5 mismatch); try again")
+    if _is_transport_error(e):
+        if _is_unreachable(e):
+            return OfflineError(f"cannot reach Kaggle ({endpoint}) for {what}: {_short(e)}")
+        return HubError(f"the connection to Kaggle ({endpoint}) broke off for {what}: {_short(e)}")
+    return None
+
+
+# --- shared helpers ---------------------------------------------------------------------------
+
+
+def _existing_dir(folder):
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PresetError(f"cannot publish '{folder}': not a directory")
+    return folder
+
+
+def _local_files(folder):
+    """Every file below ``folder`` as a posix relative path, minus client bookkeeping."""
+    names = []
+    for path in sorted(folder.rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if path.is_file() and not any(name == d or name.startswith(d + "/") for d in _SKIP_DIRS):
+            names.append(name)
+    return names
+
+
+def _retrying(step, to_error):
+    """Run ``step``; on a transient failure try again (``RETRY_ATTEMPTS`` in all), with backoff."""
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        try:
+            return step()
+        except Exception as e:
+            if attempt < RETRY_ATTEMPTS and _is_transient(e):
+                logger.warning("hub step failed (%s); retrying", _short(e))
+                time.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))
+                continue
+            error = to_error(e)
+            if error is None:
+                raise
+            suffix = f" (gave up after {attempt} tries)" if attempt > 1 else ""
+            raise type(error)(f"{error}{suffix}") from e
+    raise AssertionError("unreachable")
+
+
+def _http_status(e):
+    """The HTTP status a client's error carries (requests, huggingface_hub), or ``None``."""
+    try:
+        status = getattr(getattr(e, "response", None), "status_code", None)
+    except Exception:  # httpx raises RuntimeError for an unset request/response
+        return None
+    return status if isinstance(status, int) else None
+
+
+def _transport_error_types():
+    import requests
+
+    types = [requests.ConnectionError, requests.Timeout]
+    for module in ("httpx2", "httpx"):
+        try:
+            types.append(__import__(module).TransportError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(types)
+
+
+def _is_transport_error(e):
+    return isinstance(e, _transport_error_types())
+
+
+def _is_transient(e):
+    """Worth another try: the hub was busy or a connection broke (not a refusal, not "unreachable")."""
+    status = _http_status(e)
+    if status is not None:
+        return status >= 500 or status == 429
+    return _is_transport_error(e) and not _is_unreachable(e)
+
+
+def _is_unreachable(e):
+    """Whether the failure is "could not connect at all" (rather than a connection that broke)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        name = type(e).__name__
+        if isinstance(e, (ConnectionRefusedError, socket.gaierror)) or name in (
+            "ConnectError",
+            "ConnectTimeout",
+            "ProxyError",
+            "NewConnectionError",
+            "NameResolutionError",
+        ):
+            return True
+        nested = [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
+        reason = getattr(e, "reason", None)
+        e = e.__cause__ or e.__context__ or (nested[0] if nested else None) or (
+            reason if isinstance(reason, BaseException) else None
+        )
+    return False
+
+
+def _short(e):
+    """One line about ``e``; for a connection failure, about its innermost cause."""
+    if _is_transport_error(e):
+        seen = set()
+        while id(e) not in seen:
+            seen.add(id(e))
+            reason = getattr(e, "reason", None)
+            nested = e.__cause__ or e.__context__ or (reason if isinstance(reason, BaseException) else None)
+            if nested is None:
+                nested = next((a for a in getattr(e, "args", ()) if isinstance(a, BaseException)), None)
+            if nested is None:
+                break
+            e = nested
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
