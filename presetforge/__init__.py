@@ -10,11 +10,17 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 from presetforge.backbones import BertBackbone, Backbone, GPT2Backbone  # noqa: E402
 from presetforge.errors import (  # noqa: E402
+    ConversionError,
+    GatedError,
     HandleError,
+    HubError,
     IntegrityError,
     LoraError,
+    NotFoundError,
+    OfflineError,
     PresetError,
     PresetforgeError,
+    UnauthorizedError,
 )
 from presetforge.tokenizers import Tokenizer  # noqa: E402
 from presetforge.version import __version__  # noqa: E402
@@ -22,12 +28,18 @@ from presetforge.version import __version__  # noqa: E402
 __all__ = [
     "Backbone",
     "BertBackbone",
+    "ConversionError",
     "GPT2Backbone",
+    "GatedError",
     "HandleError",
+    "HubError",
     "IntegrityError",
     "LoraError",
+    "NotFoundError",
+    "OfflineError",
     "PresetError",
     "PresetforgeError",
     "Tokenizer",
+    "UnauthorizedError",
     "__version__",
 ]

@@ -1,6 +1,7 @@
 """The ``presetforge`` command: parse, call the library, print. Exit codes: 0 verified,
 1 parity failed, 2 bad input."""
 
+import dataclasses
 import functools
 import json
 import shutil
@@ -109,16 +110,46 @@ def main():
     """Convert Hugging Face checkpoints to verified Keras 3 presets."""
 
 
+def _is_catalog_source(source):
+    from presetforge.registry import catalog
+
+    return not Path(source).exists() and bool(catalog.family(source))
+
+
+def _local_checkpoint(source):
+    """A local HF directory for SOURCE, downloading an ``hf://`` handle first."""
+    if source.startswith("hf://"):
+        from presetforge.registry import handles, hub
+
+        return hub.download(handles.parse(source))
+    return _source_dir(source)
+
+
 @main.command("convert")
 @click.argument("source")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Preset directory to write.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Preset directory (for one checkpoint).")
 @click.option("--dtype", type=DTYPES, default="float32", show_default=True, help="Dtype of the stored weights.")
 @click.option("--check/--no-check", default=True, show_default=True, help="Run the parity gate after converting.")
-@click.option("--json", "as_json", is_flag=True, help="Print the parity report as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the parity report (or push summary) as JSON.")
+@click.option("--push", is_flag=True, help="Publish verified catalog presets to their targets.")
+@click.option("--dry-run", is_flag=True, help="With a catalog family or preset: show the plan only.")
+@click.option("--workdir", type=click.Path(path_type=Path), default=Path("out/presets"), show_default=True,
+              help="Where catalog presets are converted.")
 @_clear_errors
-def convert_command(source, output, dtype, check, as_json):
-    """Convert the checkpoint at SOURCE (a local HF directory) into a preset, then verify it."""
-    result = _convert(_source_dir(source), output, dtype, show_progress=not as_json)
+def convert_command(source, output, dtype, check, as_json, push, dry_run, workdir):
+    """Convert SOURCE into a preset, then verify it.
+
+    SOURCE is a local HF checkpoint directory or hf://org/repo[@revision] (give -o),
+    or a catalog preset or family such as gpt2 (converted under --workdir; --push publishes).
+    """
+    if _is_catalog_source(source):
+        sys.exit(_convert_catalog(source, dtype, push, dry_run, workdir, as_json))
+    if push or dry_run:
+        raise PresetforgeError("--push and --dry-run apply to catalog presets and families (see `presetforge list`)")
+    if output is None:
+        raise PresetforgeError("give the preset directory to write with -o/--output")
+    checkpoint = _local_checkpoint(source)
+    result = _convert(checkpoint, output, dtype, show_progress=not as_json)
     if not as_json:
         out.print(
             f"converted {result.backbone_class} ({result.parameter_count:,} parameters, {result.tensor_count} tensors, "
@@ -127,7 +158,42 @@ def convert_command(source, output, dtype, check, as_json):
     if not check:
         out.print("[yellow]not verified[/]: --no-check given; run `presetforge check` before publishing")
         sys.exit(EXIT_OK)
-    sys.exit(run_check(result.output, _source_dir(source), write=True, as_json=as_json))
+    sys.exit(run_check(result.output, checkpoint, write=True, as_json=as_json))
+
+
+def _convert_catalog(family, dtype, push, dry_run, workdir, as_json):
+    from presetforge.registry import catalog, push as push_lib
+
+    names = push_lib.names_for(family)
+    if push and not dry_run:
+        problem = push_lib.credentials_problem(names)
+        if problem:
+            raise PresetforgeError(problem)
+    results = []
+    for name in names:
+        if not as_json and not dry_run:
+            out.print(f"[bold]{name}[/] from {push_lib.upstream_handle(name)}")
+        with _progress(not as_json and not dry_run) as progress:
+            task = progress.add_task(name, total=None, tensor="")
+            advance = lambda done, total, tensor: progress.update(task, completed=done, total=total, tensor=tensor)
+            results.append(push_lib.push_one(name, workdir, dtype, push=push, dry_run=dry_run, progress=advance))
+    ok = {"published", "verified", "planned"}
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
+    else:
+        table = Table(title=f"{family}: {'plan' if dry_run else 'push' if push else 'convert'}", title_justify="left")
+        for column in ("preset", "upstream", "status", "worst max abs", "targets"):
+            table.add_column(column)
+        for r in results:
+            targets = "\n".join(
+                f"{o.status}: {o.handle or o.target}" for o in r.outcomes
+            ) or "\n".join(catalog.entry(r.name)["targets"] if push or dry_run else [])
+            style = "green" if r.status in ok else "bold red"
+            worst = f"{r.worst_max_abs:.1e}" if r.worst_max_abs is not None else ""
+            status = f"[{style}]{r.status}[/]" + (f": {r.error}" if r.error else "")
+            table.add_row(r.name, push_lib.upstream_handle(r.name), status, worst, targets)
+        out.print(table)
+    return EXIT_OK if all(r.status in ok for r in results) else EXIT_PARITY_FAILED
 
 
 @main.command("check")
@@ -141,17 +207,60 @@ def check_command(preset, reference, write, as_json):
     sys.exit(run_check(preset, _source_dir(reference), write=write, as_json=as_json))
 
 
+@main.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
+@_clear_errors
+def list_command(as_json):
+    """List the built-in presets of the catalog and where they are published."""
+    from presetforge.registry import catalog
+
+    entries = catalog.entries()
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    table = Table(title="presetforge catalog", title_justify="left")
+    for column in ("preset", "family", "parameters", "upstream", "published"):
+        table.add_column(column, justify="right" if column == "parameters" else "left")
+    for name, e in entries.items():
+        published = "\n".join(p["handle"] for p in e["published"]) or "[dim]not yet[/]"
+        upstream = e["source"]["handle"] + (f"@{e['source']['revision']}" if e["source"].get("revision") else "")
+        table.add_row(name, e["family"], f"{e['parameter_count']:,}", upstream, published)
+    out.print(table)
+
+
+@main.command("publish")
+@click.argument("preset", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--to", "targets", multiple=True, required=True,
+              help="hf://org/name, kaggle://owner/model/keras/variation, or a local registry directory.")
+@click.option("--name", help="The preset's name (default: the directory's name); catalog names get catalog data.")
+@click.option("--license", "license_id", help="License id for the hubs (default: the catalog's, else 'other').")
+@click.option("--dry-run", is_flag=True, help="Check everything, upload nothing.")
+@click.option("--record", is_flag=True, help="Record confirmed hub publications in the catalog.")
+@_clear_errors
+def publish_command(preset, targets, name, license_id, dry_run, record):
+    """Publish a verified PRESET to every --to target; unverified presets are refused."""
+    from presetforge.registry import publish
+
+    outcomes = publish.publish(preset, targets, name=name, license_id=license_id, dry_run=dry_run, record=record)
+    for o in outcomes:
+        colour = "red" if o.status == "failed" else "green"
+        out.print(f"[{colour}]{o.status}[/] {o.target}" + (f" -> {o.handle}" if o.handle else "") + (f": {o.error}" if o.error else ""))
+    sys.exit(EXIT_PARITY_FAILED if any(o.status == "failed" for o in outcomes) else EXIT_OK)
+
+
 @main.command("demo")
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("out"), show_default=True)
 @_clear_errors
 def demo_command(workdir):
-    """Offline demo: convert the real all-MiniLM-L6-v2, verify it, load it, compare sentences."""
+    """Offline demo: convert the real all-MiniLM-L6-v2, verify it, publish it into the local
+    registry (PRESETFORGE_REGISTRY), load it back by name, compare sentences."""
     from presetforge import demo
     from presetforge.backbones import Backbone
+    from presetforge.registry import local, publish
     from presetforge.tokenizers import Tokenizer
 
     source = demo.minilm_dir()
-    preset_dir = workdir / "all_minilm_l6_v2_en"
+    preset_dir = workdir / demo.PRESET_NAME
     if preset_dir.exists():
         shutil.rmtree(preset_dir)
     out.print(f"[bold]1/3 convert[/] {source} -> {preset_dir}")
@@ -161,8 +270,11 @@ def demo_command(workdir):
     code = run_check(result.output, source, write=True, as_json=False)
     if code:
         sys.exit(code)
-    out.print("[bold]3/3 load and use[/] Backbone.from_preset + Tokenizer.from_preset")
-    backbone, tokenizer = Backbone.from_preset(preset_dir), Tokenizer.from_preset(preset_dir)
+    registry = local.default_root()
+    (outcome,) = publish.publish(preset_dir, [str(registry)], name=demo.PRESET_NAME)
+    out.print(f"[bold]3/3 publish, load and use[/] {outcome.status} in the local registry: {outcome.handle}")
+    backbone = Backbone.from_preset(demo.PRESET_NAME)
+    tokenizer = Tokenizer.from_preset(demo.PRESET_NAME)
     ours = demo.sentence_embeddings(backbone, tokenizer, demo.SENTENCES)
     theirs = demo.reference_embeddings(source, tokenizer, demo.SENTENCES)
     table = Table(title="cosine similarity of sentence embeddings (presetforge backbone)", title_justify="left")

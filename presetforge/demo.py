@@ -9,6 +9,7 @@ import numpy as np
 
 from presetforge.errors import PresetforgeError
 
+PRESET_NAME = "all_minilm_l6_v2_en"
 SENTENCES = (
     "A man is eating food.",
     "A man is eating a piece of bread.",

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from presetforge import Backbone
 from presetforge.cli import main
+from presetforge.registry import local
 from tests.checkpoints import make_bert, make_gpt2, rewrite_tensors
 
 
@@ -88,5 +89,8 @@ def test_demo_converts_checks_and_uses_the_real_model(tmp_path):
     result = run("demo", "--workdir", tmp_path)
     assert result.exit_code == 0, result.output
     assert "VERIFIED" in result.output and "cosine similarity" in result.output
+    assert "published in the local registry" in result.output
+    held = local.latest(local.default_root(), "presetforge", "bert", "all_minilm_l6_v2_en")
+    assert held is not None and (held / "README.md").is_file()
     difference = float(result.output.rsplit("sentence embeddings:", 1)[1].split()[0])
     assert difference < 1e-5

@@ -90,6 +90,16 @@ class ParityReport:
         kwargs["tokenizer"] = TokenizerResult(**data["tokenizer"])
         return cls(**kwargs)
 
+    def stage_table(self):
+        """The per-stage errors as a Markdown table."""
+        rows = ["| stage | max abs | mean abs | max rel | min cosine | limit | ok |", "|---|---|---|---|---|---|---|"]
+        for s in self.stages:
+            rows.append(
+                f"| {s.name} | {s.max_abs:.3e} | {s.mean_abs:.3e} | {s.max_rel:.3e} | {s.min_cosine:.7f} "
+                f"| {s.limit:.1e} | {'yes' if s.passed else '**NO**'} |"
+            )
+        return "\n".join(rows)
+
     def to_markdown(self):
         verdict = "PASSED" if self.passed else f"FAILED (first diverging stage: {self.first_failing_stage or 'tokenizer'})"
         lines = [
@@ -101,14 +111,8 @@ class ParityReport:
             f"Inputs: {self.inputs.get('batch')} sequences, lengths {self.inputs.get('lengths')} (padding excluded), "
             f"seed {self.inputs.get('seed')}.",
             "",
-            "| stage | max abs | mean abs | max rel | min cosine | limit | ok |",
-            "|---|---|---|---|---|---|---|",
+            self.stage_table(),
         ]
-        for s in self.stages:
-            lines.append(
-                f"| {s.name} | {s.max_abs:.3e} | {s.mean_abs:.3e} | {s.max_rel:.3e} | {s.min_cosine:.7f} "
-                f"| {s.limit:.1e} | {'yes' if s.passed else '**NO**'} |"
-            )
         tok = self.tokenizer
         lines += ["", "Tokenizer: " + (
             f"identical ids on {tok.texts} texts." if tok.checked and tok.passed else

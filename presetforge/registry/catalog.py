@@ -1,25 +1,32 @@
-"""Read access to the built-in preset catalog, which is data (``catalog.json``), not code.
+"""The built-in preset catalog, which is data (``catalog.json``), not code.
 
 Kept low in the package map because ``Backbone.presets`` and handle resolution
-both need it; the writers of the catalog (publishing) sit above.
+both need to read it; publishing records what the hubs confirmed through
+``record_published``. ``PRESETFORGE_CATALOG`` points at another catalog file
+(tests, or a maintainer's working copy).
 """
 
-import functools
 import json
+import os
+import tempfile
 from pathlib import Path
 
-CATALOG_FILE = Path(__file__).with_name("catalog.json")
+PACKAGED_CATALOG = Path(__file__).with_name("catalog.json")
 
 
-@functools.lru_cache(maxsize=1)
+def catalog_file():
+    """The catalog in force: ``PRESETFORGE_CATALOG`` or the packaged one."""
+    return Path(os.environ.get("PRESETFORGE_CATALOG") or PACKAGED_CATALOG)
+
+
 def _load():
-    with open(CATALOG_FILE, encoding="utf-8") as f:
-        return json.load(f)["presets"]
+    with open(catalog_file(), encoding="utf-8") as f:
+        return json.load(f)
 
 
 def entries():
     """Every built-in preset, by name (a fresh copy the caller may change)."""
-    return json.loads(json.dumps(_load()))
+    return _load()["presets"]
 
 
 def entry(name):
@@ -30,3 +37,25 @@ def entry(name):
 def for_classes(class_names):
     """The entries whose backbone class is one of ``class_names``."""
     return {name: e for name, e in entries().items() if e["backbone_class"] in class_names}
+
+
+def family(name):
+    """The names of a family's presets (``gpt2``), or ``[name]`` for one preset, in catalog order."""
+    presets = entries()
+    members = [n for n, e in presets.items() if e["family"] == name]
+    return members or ([name] if name in presets else [])
+
+
+def record_published(name, handle, manifest_sha256, date):
+    """Add one confirmed publication to the preset's entry and rewrite the catalog atomically."""
+    data = _load()
+    published = data["presets"][name]["published"]
+    record = {"handle": handle, "manifest_sha256": manifest_sha256, "date": date}
+    if record["handle"] not in {p["handle"] for p in published}:
+        published.append(record)
+    path = catalog_file()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)

@@ -8,8 +8,9 @@ import dataclasses
 import re
 from pathlib import Path
 
-from presetforge.errors import HandleError
-from presetforge.registry import catalog
+from presetforge import preset
+from presetforge.errors import HandleError, HubError, IntegrityError
+from presetforge.registry import catalog, hub, local
 
 _NAME = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
 _HF = re.compile(r"^hf://(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<revision>[\w./-]+))?$")
@@ -71,19 +72,53 @@ def parse(handle):
     return LocalHandle(Path(handle).expanduser())
 
 
+def coordinates(name):
+    """``(owner, model, variation)`` of a built-in preset: those of its Kaggle target, which
+    the local registry mirrors."""
+    entry = catalog.entry(name)
+    for target in entry["targets"]:
+        parsed = parse(target)
+        if isinstance(parsed, KaggleHandle):
+            return parsed.owner, parsed.model, parsed.variation
+    return "presetforge", entry["family"], name
+
+
+def _resolve_builtin(name):
+    """A built-in preset: from the local registry if it holds one, else its pinned publication,
+    whose downloaded manifest must be the one the catalog recorded."""
+    entry = catalog.entry(name)
+    if entry is None:
+        known = ", ".join(sorted(catalog.entries()))
+        raise HandleError(f"unknown preset '{name}'; built-in presets are: {known}")
+    held = local.latest(local.default_root(), *coordinates(name))
+    if held is not None:
+        return held
+    if not entry["published"]:
+        raise HandleError(f"preset '{name}' is in the catalog but has not been published yet")
+    failure = None
+    for record in entry["published"]:
+        try:
+            path = hub.download(parse(record["handle"]))
+        except HubError as e:
+            failure = e
+            continue
+        identity = preset.verify(path)
+        if identity != record["manifest_sha256"]:
+            raise IntegrityError(
+                preset.MANIFEST_FILE,
+                f"{record['handle']} has manifest sha256 {identity}, the catalog pins {record['manifest_sha256']}",
+            )
+        return path
+    raise failure
+
+
 def resolve(handle):
-    """The local directory holding the preset that ``handle`` names."""
+    """The local directory holding the preset that ``handle`` names (downloaded if need be)."""
     parsed = parse(handle)
     if isinstance(parsed, LocalHandle):
         if not parsed.path.is_dir():
             raise HandleError(f"no preset directory at '{parsed.path}'")
         return parsed.path
     if isinstance(parsed, BuiltinHandle):
-        entry = catalog.entry(parsed.name)
-        if entry is None:
-            known = ", ".join(sorted(catalog.entries()))
-            raise HandleError(f"unknown preset '{parsed.name}'; built-in presets are: {known}")
-        if not entry["published"]:
-            raise HandleError(f"preset '{parsed.name}' is in the catalog but has not been published yet")
-        raise HandleError(f"preset '{parsed.name}' is published, but downloading it needs the registry (not built yet)")
-    raise HandleError(f"cannot fetch '{handle}': downloading from the hubs is not built yet")
+        return _resolve_builtin(parsed.name)
+    return hub.download(parsed)

@@ -1,0 +1,154 @@
+"""Publishing: only verified presets leave, each hub is told once, only confirmed versions are recorded."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from presetforge import Backbone, UnauthorizedError, preset
+from presetforge.checks import parity, report as report_lib
+from presetforge.cli import main
+from presetforge.converters import convert
+from presetforge.registry import catalog, hub, publish
+from tests.backbones.tiny import outputs
+from tests.checkpoints import inputs, make_gpt2
+
+HF_TARGET = "hf://standin/tiny-gpt2"
+KAGGLE_TARGET = "kaggle://standin/tiny-gpt2/keras/base"
+
+
+@pytest.fixture(scope="module")
+def verified_master(tmp_path_factory):
+    root = tmp_path_factory.mktemp("verified")
+    source = make_gpt2(root / "hf", tokenizer=True)
+    convert(source, root / "preset")
+    report_lib.write(root / "preset", parity.check(root / "preset", source))
+    return root / "preset"
+
+
+@pytest.fixture
+def verified(verified_master, tmp_path):
+    """A private copy of a verified tiny GPT-2 preset (publishing adds its model card)."""
+    return shutil.copytree(verified_master, tmp_path / "tiny-gpt2")
+
+
+def _same_outputs(a, b):
+    x = inputs("gpt2")
+    for left, right in zip(outputs(Backbone.from_preset(a), x), outputs(Backbone.from_preset(b), x)):
+        np.testing.assert_array_equal(left, right)
+
+
+def test_publish_to_both_hubs_and_load_back_bitwise(standin_hub, verified):
+    outcomes = publish.publish(verified, [HF_TARGET, KAGGLE_TARGET])
+    assert [o.status for o in outcomes] == ["published", "published"]
+    commit = outcomes[0].handle.rsplit("@", 1)[1]
+    assert standin_hub.hf.head("standin/tiny-gpt2") == commit
+    assert outcomes[1].handle == f"{KAGGLE_TARGET}/1"
+
+    _same_outputs(verified, HF_TARGET)
+    _same_outputs(verified, f"{KAGGLE_TARGET}/1")
+    card = standin_hub.hf.files("standin/tiny-gpt2")["README.md"].decode()
+    assert card.startswith("---\nlibrary_name: keras\nlicense: other\n")
+    assert "Parity verified against transformers.GPT2Model" in card and "| layer_1 |" in card
+    kaggle_files = standin_hub.kaggle.files("standin", "tiny-gpt2", "keras", "base")
+    assert kaggle_files["README.md"].decode() == card
+
+
+def test_second_publish_uploads_nothing_and_new_versions_carry_notes(standin_hub, verified):
+    publish.publish(verified, [HF_TARGET, KAGGLE_TARGET])
+    uploads_before = len(standin_hub.log)
+    again = publish.publish(verified, [HF_TARGET, KAGGLE_TARGET])
+    assert [o.status for o in again] == ["up to date", "up to date"]
+    writes = [r for r in standin_hub.log[uploads_before:] if any(w in r[1] for w in ("commit", "Upload", "Create"))]
+    assert writes == []
+    assert standin_hub.kaggle.versions("standin", "tiny-gpt2", "keras", "base") == [1]
+
+    # Re-verified weights of another model make a new Kaggle version whose notes carry the summary.
+    other = make_gpt2(verified.parent / "hf2", seed=3, tokenizer=True)
+    convert(other, verified)
+    report_lib.write(verified, parity.check(verified, other))
+    assert [o.status for o in publish.publish(verified, [KAGGLE_TARGET])] == ["published"]
+    model = standin_hub.kaggle.models[("standin", "tiny-gpt2")]
+    notes = model.instances[("keras", "base")].versions[-1].notes
+    assert "Parity verified against transformers.GPT2Model" in notes and "worst max abs error" in notes
+
+
+def test_unverified_and_tampered_presets_are_refused_before_any_upload(standin_hub, verified, tmp_path):
+    unverified = tmp_path / "unverified"
+    convert(make_gpt2(tmp_path / "hf"), unverified)
+    with pytest.raises(publish.PublishError, match="has no parity report"):
+        publish.publish(unverified, [HF_TARGET, KAGGLE_TARGET])
+
+    backbone = Backbone.from_preset(verified)
+    backbone.weights[3].assign(np.asarray(backbone.weights[3].numpy()) * 1.5)
+    backbone.save_to_preset(verified)  # a valid manifest, but other weights than those checked
+    with pytest.raises(publish.PublishError, match="made for other weights"):
+        publish.publish(verified, [HF_TARGET, KAGGLE_TARGET])
+
+    (verified / "model.weights.h5").write_bytes(b"not weights")
+    with pytest.raises(publish.PublishError, match="'model.weights.h5'"):
+        publish.publish(verified, [HF_TARGET])
+    assert standin_hub.log == []
+
+
+def test_missing_credentials_fail_before_any_work(standin_hub, verified, monkeypatch):
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    with pytest.raises(UnauthorizedError, match="no Kaggle credentials"):
+        publish.publish(verified, [HF_TARGET, KAGGLE_TARGET])
+    assert not (verified / "README.md").exists()
+    assert standin_hub.log == []
+
+
+def test_local_registry_is_laid_out_like_the_hubs(verified, tmp_path):
+    (o,) = publish.publish(verified, [str(tmp_path / "registry")], name="tiny")
+    assert o.status == "published" and o.handle.endswith("registry/local/tiny/tiny/1")
+    assert publish.publish(verified, [str(tmp_path / "registry")], name="tiny")[0].status == "up to date"
+    _same_outputs(verified, tmp_path / "registry/local/tiny/tiny/1")
+
+
+def test_partial_failure_is_reported_and_only_confirmed_targets_recorded(standin_hub, verified, tmp_path, monkeypatch):
+    catalog_copy = tmp_path / "catalog.json"
+    data = json.loads(catalog.PACKAGED_CATALOG.read_text())
+    catalog_copy.write_text(json.dumps(data))
+    monkeypatch.setenv("PRESETFORGE_CATALOG", str(catalog_copy))
+    monkeypatch.setattr(hub, "RETRY_BACKOFF_S", 0.0)
+    standin_hub.faults.fail("hf.commit", times=10, status=500)
+    outcomes = publish.publish(verified, [HF_TARGET, KAGGLE_TARGET], name="gpt2_base_en", record=True)
+    assert [o.status for o in outcomes] == ["failed", "published"]
+    assert "500" in outcomes[0].error or "server" in outcomes[0].error.lower()
+    recorded = catalog.entry("gpt2_base_en")["published"]
+    assert [r["handle"] for r in recorded] == [f"{KAGGLE_TARGET}/1"]
+    assert recorded[0]["manifest_sha256"] == preset.verify(verified)
+
+    standin_hub.faults.clear()
+    retry = publish.publish(verified, [HF_TARGET, KAGGLE_TARGET], name="gpt2_base_en", record=True)
+    assert [o.status for o in retry] == ["published", "up to date"]
+    assert len(catalog.entry("gpt2_base_en")["published"]) == 2
+
+
+def test_rejected_credentials_are_a_clear_failure(standin_hub, verified):
+    standin_hub.reject_auth = True
+    outcomes = publish.publish(verified, [HF_TARGET, KAGGLE_TARGET])
+    assert [o.status for o in outcomes] == ["failed", "failed"]
+    assert all("401" in o.error or "credential" in o.error.lower() or "unauthorized" in o.error.lower() for o in outcomes)
+
+
+def test_dropped_blob_upload_is_a_clear_failure(standin_hub, verified, monkeypatch):
+    import kagglehub.gcs_upload
+
+    monkeypatch.setattr(kagglehub.gcs_upload.time, "sleep", lambda s: None)
+    monkeypatch.setattr(hub, "RETRY_BACKOFF_S", 0.0)
+    standin_hub.faults.drop("kaggle.blob_upload", times=100, after_bytes=10)
+    (outcome,) = publish.publish(verified, [KAGGLE_TARGET])
+    assert outcome.status == "failed" and outcome.handle is None
+    assert standin_hub.kaggle.versions("standin", "tiny-gpt2", "keras", "base") == []
+
+
+def test_cli_publish_dry_run_uploads_nothing(standin_hub, verified):
+    result = CliRunner().invoke(main, ["publish", str(verified), "--to", HF_TARGET, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "would publish hf://standin/tiny-gpt2" in result.output
+    assert standin_hub.requests_to("commit", "POST") == []
