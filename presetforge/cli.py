@@ -219,8 +219,11 @@ def list_command(as_json):
         click.echo(json.dumps(entries, indent=2))
         return
     table = Table(title="presetforge catalog", title_justify="left")
-    for column in ("preset", "family", "parameters", "upstream", "published"):
-        table.add_column(column, justify="right" if column == "parameters" else "left")
+    table.add_column("preset", no_wrap=True)
+    table.add_column("family")
+    table.add_column("parameters", justify="right")
+    table.add_column("upstream", overflow="fold")
+    table.add_column("published", overflow="fold")
     for name, e in entries.items():
         published = "\n".join(p["handle"] for p in e["published"]) or "[dim]not yet[/]"
         upstream = e["source"]["handle"] + (f"@{e['source']['revision']}" if e["source"].get("revision") else "")

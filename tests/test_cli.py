@@ -94,3 +94,22 @@ def test_demo_converts_checks_and_uses_the_real_model(tmp_path):
     assert held is not None and (held / "README.md").is_file()
     difference = float(result.output.rsplit("sentence embeddings:", 1)[1].split()[0])
     assert difference < 1e-5
+
+
+def test_list_shows_the_catalog():
+    result = run("list", "--json")
+    assert result.exit_code == 0
+    listed = json.loads(result.output)
+    families = {name: e["family"] for name, e in listed.items()}
+    assert [n for n, f in families.items() if f == "gpt2"] == [
+        "gpt2_base_en", "gpt2_medium_en", "gpt2_large_en", "gpt2_extra_large_en"
+    ]
+    assert {"bert_tiny_en_uncased", "bert_base_en", "bert_large_en", "all_minilm_l6_v2_en"} <= set(listed)
+    assert listed["gpt2_base_en"]["source"]["handle"] == "hf://openai-community/gpt2"
+    table = run("list")
+    assert table.exit_code == 0 and "all_minilm_l6_v2_en" in table.output
+
+
+def test_push_needs_a_catalog_name():
+    result = run("convert", "gpt7", "--push")
+    assert result.exit_code == 2 and "--push and --dry-run apply to catalog presets" in result.output

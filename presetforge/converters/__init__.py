@@ -11,6 +11,10 @@ from presetforge.converters.convert import DTYPES, ConversionResult, convert
 
 # Each import registers its converter.
 from presetforge.converters import bert, gpt2  # noqa: F401  isort: skip
+from presetforge.converters.on_load import convert_on_load  # noqa: E402
+from presetforge.registry import handles  # noqa: E402
+
+handles.register_checkpoint_converter(convert_on_load)
 
 __all__ = [
     "DTYPES",

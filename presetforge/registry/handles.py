@@ -112,8 +112,43 @@ def _resolve_builtin(name):
     raise failure
 
 
+_checkpoint_converter = None
+
+
+def register_checkpoint_converter(convert_on_load):
+    """Let the converters (a layer above this one) turn raw HF checkpoints into presets on load.
+
+    ``convert_on_load(checkpoint_dir) -> preset_dir``; ``presetforge.converters`` registers
+    itself when imported, which ``import presetforge`` does.
+    """
+    global _checkpoint_converter
+    _checkpoint_converter = convert_on_load
+
+
+def is_hf_checkpoint(path):
+    """A Hugging Face model directory rather than a preset: ``config.json`` with a ``model_type``
+    and no manifest."""
+    path = Path(path)
+    if (path / preset.MANIFEST_FILE).is_file() or not (path / "config.json").is_file():
+        return False
+    try:
+        return "model_type" in preset.read_json(path, "config.json")
+    except Exception:
+        return False
+
+
 def resolve(handle):
-    """The local directory holding the preset that ``handle`` names (downloaded if need be)."""
+    """The local preset directory ``handle`` names: downloaded if need be, and converted
+    (unchecked, cached) when it is a raw HF checkpoint, as keras-hub does."""
+    path = _locate(handle)
+    if is_hf_checkpoint(path):
+        if _checkpoint_converter is None:
+            raise HandleError(f"{handle} is a Hugging Face checkpoint; `import presetforge.converters` to load it")
+        return _checkpoint_converter(path)
+    return path
+
+
+def _locate(handle):
     parsed = parse(handle)
     if isinstance(parsed, LocalHandle):
         if not parsed.path.is_dir():

@@ -1,0 +1,32 @@
+"""Raw HF checkpoints load through from_preset (converted once, cached), locally and from the hub."""
+
+import numpy as np
+
+from presetforge import Backbone, Tokenizer
+from presetforge.converters import convert, on_load
+from presetforge.registry import hub
+from tests.backbones.tiny import outputs
+from tests.checkpoints import inputs, make_bert
+
+
+def test_local_checkpoint_converts_on_load_once(tmp_path):
+    source = make_bert(tmp_path / "hf", tokenizer=True)
+    convert(source, tmp_path / "explicit")
+    x = inputs("bert")
+    loaded = Backbone.from_preset(source)
+    for a, b in zip(outputs(loaded, x), outputs(Backbone.from_preset(tmp_path / "explicit"), x)):
+        np.testing.assert_array_equal(a, b)
+    cached = list(on_load.cache_root().iterdir())
+    stamp = [p.stat().st_mtime_ns for p in cached]
+    assert Tokenizer.from_preset(source)("the cat") == Tokenizer.from_preset(tmp_path / "explicit")("the cat")
+    assert [p.stat().st_mtime_ns for p in on_load.cache_root().iterdir()] == stamp
+
+
+def test_checkpoint_on_the_hub_converts_on_load(standin_hub, tmp_path):
+    source = make_bert(tmp_path / "hf", seed=5)
+    commit = hub.upload_hf(source, "upstream/tiny-bert", "a raw checkpoint")
+    convert(source, tmp_path / "explicit")
+    x = inputs("bert")
+    loaded = Backbone.from_preset(f"hf://upstream/tiny-bert@{commit}")
+    for a, b in zip(outputs(loaded, x), outputs(Backbone.from_preset(tmp_path / "explicit"), x)):
+        np.testing.assert_array_equal(a, b)
