@@ -151,20 +151,6 @@ def reference(directory, model_class=None):
     return model.eval()
 
 
-def inputs(kind, vocabulary_size=97, batch=3, seq=9, seed=1):
-    """Deterministic token ids with right padding (rows 1 and 2 padded), as numpy int32 arrays."""
-    rng = np.random.default_rng(seed)
-    token_ids = rng.integers(1, vocabulary_size, size=(batch, seq)).astype("int32")
-    padding_mask = np.ones((batch, seq), dtype="int32")
-    padding_mask[1, 5:] = 0
-    padding_mask[2, 2:] = 0
-    token_ids[padding_mask == 0] = 0
-    x = {"token_ids": token_ids, "padding_mask": padding_mask}
-    if kind == "bert":
-        x["segment_ids"] = (np.arange(seq)[None, :] >= seq // 2).astype("int32").repeat(batch, 0)
-    return x
-
-
 def reference_outputs(model, x):
     """transformers' outputs for ``inputs``: ``last_hidden_state`` (+ ``pooler_output`` for BERT), as numpy."""
     kwargs = {

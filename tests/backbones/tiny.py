@@ -14,9 +14,10 @@ def make(kind, **overrides):
     return cls(**{**TINY, **overrides})
 
 
-def inputs(kind, batch=3, seq=7):
-    rng = np.random.default_rng(1)
-    token_ids = rng.integers(1, TINY["vocabulary_size"], size=(batch, seq)).astype("int32")
+def inputs(kind, vocabulary_size=TINY["vocabulary_size"], batch=3, seq=7, seed=1):
+    """Deterministic token ids with right padding (rows 1 and 2 padded), as numpy int32 arrays."""
+    rng = np.random.default_rng(seed)
+    token_ids = rng.integers(1, vocabulary_size, size=(batch, seq)).astype("int32")
     padding_mask = np.ones((batch, seq), dtype="int32")
     padding_mask[1, 4:] = 0
     padding_mask[2, 2:] = 0

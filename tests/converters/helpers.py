@@ -4,7 +4,8 @@ import keras
 import numpy as np
 
 from presetforge import Backbone
-from tests.checkpoints import inputs, reference, reference_outputs
+from tests.backbones.tiny import inputs
+from tests.checkpoints import reference, reference_outputs
 
 
 def parity_errors(preset_dir, source_dir, **overrides):

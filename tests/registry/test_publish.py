@@ -12,8 +12,8 @@ from presetforge.checks import parity, report as report_lib
 from presetforge.cli import main
 from presetforge.converters import convert
 from presetforge.registry import catalog, hub, publish
-from tests.backbones.tiny import outputs
-from tests.checkpoints import inputs, make_gpt2
+from tests.backbones.tiny import inputs, outputs
+from tests.checkpoints import make_gpt2
 
 HF_TARGET = "hf://standin/tiny-gpt2"
 KAGGLE_TARGET = "kaggle://standin/tiny-gpt2/keras/base"

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from presetforge import Backbone, IntegrityError
 from presetforge.cli import main
 from presetforge.registry import catalog, hub
-from tests.backbones.tiny import outputs
-from tests.checkpoints import inputs, make_gpt2
+from tests.backbones.tiny import inputs, outputs
+from tests.checkpoints import make_gpt2
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ import numpy as np
 from presetforge import Backbone, Tokenizer
 from presetforge.converters import convert, on_load
 from presetforge.registry import hub
-from tests.backbones.tiny import outputs
-from tests.checkpoints import inputs, make_bert
+from tests.backbones.tiny import inputs, outputs
+from tests.checkpoints import make_bert
 
 
 def test_local_checkpoint_converts_on_load_once(tmp_path):
