@@ -197,14 +197,43 @@ def _convert_catalog(family, dtype, push, dry_run, workdir, as_json):
 
 
 @main.command("check")
-@click.argument("preset", type=click.Path(path_type=Path))
-@click.option("--reference", required=True, help="The upstream HF checkpoint directory to compare against.")
-@click.option("--write/--no-write", default=True, show_default=True, help="Store the report in the preset.")
+@click.argument("preset")
+@click.option("--reference", help="Upstream HF checkpoint (directory or hf://); catalog presets default to their pin.")
+@click.option("--write/--no-write", default=True, show_default=True,
+              help="Store the report in the preset (local directories only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @_clear_errors
 def check_command(preset, reference, write, as_json):
-    """Check PRESET against its upstream reference, layer by layer."""
-    sys.exit(run_check(preset, _source_dir(reference), write=write, as_json=as_json))
+    """Check PRESET against its upstream reference, layer by layer.
+
+    PRESET is a preset directory, or a catalog preset or family (the nightly job:
+    `presetforge check gpt2 --json` checks every published gpt2 preset against its pinned upstream).
+    """
+    if reference is None and _is_catalog_source(preset):
+        sys.exit(_check_published(preset, as_json))
+    if reference is None:
+        raise PresetforgeError("give the upstream checkpoint with --reference")
+    sys.exit(run_check(Path(preset), _local_checkpoint(reference), write=write, as_json=as_json))
+
+
+def _check_published(family, as_json):
+    from presetforge.registry import push as push_lib
+
+    reports = {name: push_lib.check_published(name) for name in push_lib.names_for(family)}
+    if as_json:
+        click.echo(json.dumps({n: r.to_json() if r else None for n, r in reports.items()}, indent=2, sort_keys=True))
+    else:
+        table = Table(title=f"{family}: parity of published presets", title_justify="left")
+        for column in ("preset", "verdict", "worst err", "diverges at", "tokenizer"):
+            table.add_column(column, no_wrap=True)
+        for name, r in reports.items():
+            if r is None:
+                table.add_row(name, "[dim]unpublished[/]", "", "", "")
+                continue
+            verdict = "[green]passed[/]" if r.passed else "[bold red]FAILED[/]"
+            table.add_row(name, verdict, f"{r.worst_max_abs:.1e}", r.first_failing_stage or "", r.summary()["tokenizer"])
+        out.print(table)
+    return EXIT_OK if all(r is None or r.passed for r in reports.values()) else EXIT_PARITY_FAILED
 
 
 @main.command("list")

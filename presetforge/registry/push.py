@@ -75,3 +75,13 @@ def credentials_problem(names):
                 if problem:
                     return f"cannot publish {name} to {target}: {problem}"
     return None
+
+
+def check_published(name):
+    """The parity report of a catalog preset as published (pinned version, manifest verified)
+    against its pinned upstream; ``None`` when it has not been published."""
+    if not catalog.entry(name)["published"]:
+        return None
+    published = handles.resolve(name)
+    upstream = hub.download(handles.parse(upstream_handle(name)))
+    return parity.check(published, upstream)

@@ -79,3 +79,15 @@ def test_push_without_credentials_stops_before_any_work(standin_hub, gpt2_catalo
     assert result.exit_code == 2
     assert "no Hugging Face token" in result.output and "Traceback" not in result.output
     assert len(standin_hub.log) == log_before and not (tmp_path / "work").exists()
+
+
+def test_nightly_check_of_published_presets(standin_hub, gpt2_catalog, tmp_path):
+    pushed = CliRunner().invoke(main, ["convert", "gpt2_base_en", "--push", "--workdir", str(tmp_path / "work")])
+    assert pushed.exit_code == 0, pushed.output
+    result = CliRunner().invoke(main, ["check", "gpt2", "--json"])
+    assert result.exit_code == 0, result.output
+    reports = json.loads(result.output)
+    assert reports["gpt2_medium_en"] is None
+    assert reports["gpt2_base_en"]["passed"] is True and len(reports["gpt2_base_en"]["stages"]) == 4
+    table = CliRunner().invoke(main, ["check", "gpt2"])
+    assert table.exit_code == 0 and "passed" in table.output and "unpublished" in table.output, table.output
