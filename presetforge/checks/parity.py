@@ -16,23 +16,10 @@ from presetforge.backbones import Backbone
 from presetforge.checks import tolerances
 from presetforge.checks.report import ParityReport, StageResult, TokenizerResult
 from presetforge.checks.tokenizer_parity import compare_tokenizers
+from presetforge.converters import get_converter
 
 PROBE_LENGTHS = (24, 17, 9, 3)
 PROBE_SEED = 0
-
-
-def _gpt2_stages(model):
-    """Where each backbone stage's counterpart comes out of a transformers ``GPT2Model``."""
-    return {"embeddings": model.drop, **{f"layer_{i}": b for i, b in enumerate(model.h)}, "final": model.ln_f}
-
-
-def _bert_stages(model):
-    """Where each backbone stage's counterpart comes out of a transformers ``BertModel``."""
-    layers = {f"layer_{i}": b for i, b in enumerate(model.encoder.layer)}
-    return {"embeddings": model.embeddings, **layers, "pooled_output": model.pooler}
-
-
-REFERENCE_STAGES = {"gpt2": _gpt2_stages, "bert": _bert_stages}
 
 
 def probe_inputs(backbone, lengths=PROBE_LENGTHS, seed=PROBE_SEED):
@@ -67,7 +54,8 @@ def reference_outputs(reference_dir, model_type, inputs):
 
         return record
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in REFERENCE_STAGES[model_type](model).items()]
+    stages = get_converter(model_type).reference_stages(model)
+    handles = [m.register_forward_hook(hook(n)) for n, m in stages.items()]
     kwargs = {
         "input_ids": torch.from_numpy(inputs["token_ids"].astype("int64")),
         "attention_mask": torch.from_numpy(inputs["padding_mask"].astype("int64")),
@@ -118,8 +106,7 @@ def check(preset_dir, reference_dir):
     preset_dir, reference_dir = Path(preset_dir), Path(reference_dir)
     preset.verify(preset_dir)
     model_type = preset.read_json(reference_dir, "config.json").get("model_type")
-    if model_type not in REFERENCE_STAGES:
-        raise ValueError(f"no parity reference for model_type '{model_type}'")
+    get_converter(model_type)  # an unknown model_type fails here, before any model is built
     backbone = Backbone.from_preset(preset_dir)
     dtype = backbone.dtype_policy.variable_dtype
     tolerance = tolerances.for_dtype(dtype)

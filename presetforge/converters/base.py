@@ -18,6 +18,18 @@ from presetforge.errors import ConversionError
 
 _REGISTRY = {}
 
+# HF activation names (``hidden_act``, ``activation_function``) → backbone ``activation``.
+# ``gelu`` is exact (erf) GELU; the tanh approximation has three HF spellings.
+HF_ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_approximate",
+    "gelu_pytorch_tanh": "gelu_approximate",
+    "gelu_fast": "gelu_approximate",
+    "relu": "relu",
+    "silu": "silu",
+    "swish": "silu",
+}
+
 
 def register(model_type):
     """Class decorator: make the converter the one for HF ``model_type``."""
@@ -114,6 +126,11 @@ class Converter:
 
     def backbone_config(self, config):
         """The backbone constructor arguments for an upstream ``config.json`` (a dict)."""
+        raise NotImplementedError
+
+    def reference_stages(self, model):
+        """For the parity check: the transformers module whose output matches each stage
+        of ``Backbone.hidden_states``, by stage name, in order."""
         raise NotImplementedError
 
     # -- shared helpers; subclasses do not override these ------------------------

@@ -1,17 +1,8 @@
 """BERT (``model_type`` ``bert``) → ``BertBackbone``."""
 
 from presetforge.backbones import BertBackbone
-from presetforge.converters.base import Converter, register, transpose
+from presetforge.converters.base import HF_ACTIVATIONS, Converter, register, transpose
 
-_ACTIVATIONS = {
-    "gelu": "gelu",  # exact (erf) GELU, as BERT was trained
-    "gelu_new": "gelu_approximate",
-    "gelu_pytorch_tanh": "gelu_approximate",
-    "gelu_fast": "gelu_approximate",
-    "relu": "relu",
-    "silu": "silu",
-    "swish": "silu",
-}
 _L = "transformer_layer_{i}"
 _E = "encoder.layer.{i}"
 
@@ -68,5 +59,9 @@ class BertConverter(Converter):
             max_sequence_length=config.get("max_position_embeddings", 512),
             num_segments=config.get("type_vocab_size", 2),
             layer_norm_epsilon=config.get("layer_norm_eps", 1e-12),
-            activation=self.pick(config, "hidden_act", _ACTIVATIONS, default="gelu"),
+            activation=self.pick(config, "hidden_act", HF_ACTIVATIONS, default="gelu"),
         )
+
+    def reference_stages(self, model):
+        blocks = {f"layer_{i}": block for i, block in enumerate(model.encoder.layer)}
+        return {"embeddings": model.embeddings, **blocks, "pooled_output": model.pooler}

@@ -1,17 +1,8 @@
 """GPT-2 (``model_type`` ``gpt2``) → ``GPT2Backbone``."""
 
 from presetforge.backbones import GPT2Backbone
-from presetforge.converters.base import Converter, register, split
+from presetforge.converters.base import HF_ACTIVATIONS, Converter, register, split
 
-_ACTIVATIONS = {
-    "gelu_new": "gelu_approximate",
-    "gelu_pytorch_tanh": "gelu_approximate",
-    "gelu_fast": "gelu_approximate",
-    "gelu": "gelu",
-    "relu": "relu",
-    "silu": "silu",
-    "swish": "silu",
-}
 _L = "transformer_layer_{i}"
 
 
@@ -61,5 +52,9 @@ class GPT2Converter(Converter):
             dropout=config.get("resid_pdrop", 0.1),
             max_sequence_length=config.get("n_positions", 1024),
             layer_norm_epsilon=config.get("layer_norm_epsilon", 1e-5),
-            activation=self.pick(config, "activation_function", _ACTIVATIONS, default="gelu_new"),
+            activation=self.pick(config, "activation_function", HF_ACTIVATIONS, default="gelu_new"),
         )
+
+    def reference_stages(self, model):
+        blocks = {f"layer_{i}": block for i, block in enumerate(model.h)}
+        return {"embeddings": model.drop, **blocks, "final": model.ln_f}
