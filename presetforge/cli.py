@@ -56,7 +56,7 @@ def _source_dir(source):
     return path
 
 
-def _convert(source, output, dtype, show_progress):
+def _convert(source, output, dtype, show_progress, source_repo=None, revision=None):
     from presetforge.converters import convert
 
     with _progress(show_progress) as progress:
@@ -65,7 +65,7 @@ def _convert(source, output, dtype, show_progress):
         def advance(done, total, name):
             progress.update(task, completed=done, total=total, tensor=name)
 
-        return convert(source, output, dtype=dtype, progress=advance)
+        return convert(source, output, dtype=dtype, progress=advance, source_repo=source_repo, revision=revision)
 
 
 def _parity_table(report):
@@ -118,11 +118,19 @@ def _is_catalog_source(source):
 
 def _local_checkpoint(source):
     """A local HF directory for SOURCE, downloading an ``hf://`` handle first."""
+    return _upstream(source)[0]
+
+
+def _upstream(source):
+    """``(directory, repo id, revision)`` of SOURCE; an ``hf://`` handle is downloaded, and the
+    revision recorded is the commit its snapshot holds."""
     if source.startswith("hf://"):
         from presetforge.registry import handles, hub
 
-        return hub.download(handles.parse(source))
-    return _source_dir(source)
+        parsed = handles.parse(source)
+        path = hub.download(parsed)
+        return path, parsed.repo_id, path.name
+    return _source_dir(source), None, None
 
 
 @main.command("convert")
@@ -148,8 +156,8 @@ def convert_command(source, output, dtype, check, as_json, push, dry_run, workdi
         raise PresetforgeError("--push and --dry-run apply to catalog presets and families (see `presetforge list`)")
     if output is None:
         raise PresetforgeError("give the preset directory to write with -o/--output")
-    checkpoint = _local_checkpoint(source)
-    result = _convert(checkpoint, output, dtype, show_progress=not as_json)
+    checkpoint, repo_id, revision = _upstream(source)
+    result = _convert(checkpoint, output, dtype, not as_json, source_repo=repo_id, revision=revision)
     if not as_json:
         out.print(
             f"converted {result.backbone_class} ({result.parameter_count:,} parameters, {result.tensor_count} tensors, "

@@ -30,3 +30,19 @@ def test_checkpoint_on_the_hub_converts_on_load(standin_hub, tmp_path):
     loaded = Backbone.from_preset(f"hf://upstream/tiny-bert@{commit}")
     for a, b in zip(outputs(loaded, x), outputs(Backbone.from_preset(tmp_path / "explicit"), x)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_convert_cli_takes_an_hf_handle_and_records_its_commit(standin_hub, tmp_path):
+    from click.testing import CliRunner
+
+    from presetforge import preset
+    from presetforge.cli import main
+
+    source = make_bert(tmp_path / "hf", seed=6, tokenizer=True)
+    commit = hub.upload_hf(source, "upstream/tiny-bert", "a raw checkpoint")
+    result = CliRunner().invoke(main, ["convert", "hf://upstream/tiny-bert", "-o", str(tmp_path / "preset")])
+    assert result.exit_code == 0, result.output
+    provenance = preset.read_json(tmp_path / "preset", "metadata.json")["source"]
+    assert (provenance["repo_id"], provenance["revision"]) == ("upstream/tiny-bert", commit)
+    assert provenance["files"]["model.safetensors"] == preset.sha256_file(source / "model.safetensors")
+    assert provenance["files"]["vocab.txt"] == preset.sha256_file(source / "vocab.txt")
