@@ -103,3 +103,65 @@ def test_weights_digest_tracks_only_weights(preset_dir):
     assert preset_lib.weights_digest(preset_dir) == digest
     make("gpt2", hidden_dim=8).save_to_preset(preset_dir)
     assert preset_lib.weights_digest(preset_dir) != digest
+
+
+def _big_preset(tmp_path):
+    """A preset with a weights file large enough (> 1 MiB) to be hashed in the background."""
+    make("gpt2", vocabulary_size=20_000).save_to_preset(tmp_path / "big")
+    assert (tmp_path / "big" / "model.weights.h5").stat().st_size > 1 << 20
+    return tmp_path / "big"
+
+
+def test_background_verification_names_a_large_altered_file(tmp_path):
+    path = _big_preset(tmp_path)
+    weights = path / "model.weights.h5"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    verification = preset_lib.Verification(path)  # sizes and small files pass at once
+    with pytest.raises(IntegrityError, match="'model.weights.h5': sha256 does not match"):
+        verification.result()
+    with pytest.raises(IntegrityError, match="model.weights.h5"):
+        with preset_lib.Verification(path):
+            raise ValueError("work done meanwhile failed")  # the integrity failure is what is reported
+
+
+def test_verification_checks_small_files_at_once(tmp_path):
+    path = _big_preset(tmp_path)
+    (path / "config.json").write_text((path / "config.json").read_text().replace("20000", "20001"))
+    with pytest.raises(IntegrityError, match="'config.json'"):
+        preset_lib.Verification(path)
+
+
+def test_background_verification_returns_the_identity(tmp_path):
+    path = _big_preset(tmp_path)
+    with preset_lib.Verification(path) as verification:
+        pass
+    assert verification.result() == preset_lib.sha256_file(path / "manifest.json") == preset_lib.verify(path)
+
+
+def test_sha256_file_matches_hashlib_across_slices(tmp_path, monkeypatch):
+    import hashlib
+
+    monkeypatch.setattr(preset_lib, "_SLICE", 3 << 20)  # several mapped slices and a read tail
+    data = os.urandom((7 << 20) + 12345)
+    (tmp_path / "blob").write_bytes(data)
+    assert preset_lib.sha256_file(tmp_path / "blob") == hashlib.sha256(data).hexdigest()
+    (tmp_path / "empty").write_bytes(b"")
+    assert preset_lib.sha256_file(tmp_path / "empty") == hashlib.sha256(b"").hexdigest()
+
+
+def test_sealed_digests_are_reused_only_for_unchanged_files(tmp_path):
+    with preset_lib.writing(tmp_path / "p") as stage:
+        stage.file("a.bin").write_bytes(b"a")
+        stage.seal("a.bin", digest=lambda: "digest-from-the-writer")
+        stage.file("b.bin").write_bytes(b"b")
+        stage.seal("b.bin")  # hashed in the background
+        stage.file("c.bin").write_bytes(b"c")
+        stage.seal("c.bin", digest=lambda: "stale")
+        with open(stage.root / "c.bin", "ab") as f:  # changed after sealing
+            f.write(b"more")
+    files = preset_lib.read_json(tmp_path / "p", preset_lib.MANIFEST_FILE)["files"]
+    assert files["a.bin"]["sha256"] == "digest-from-the-writer"
+    assert files["b.bin"]["sha256"] == preset_lib.sha256_file(tmp_path / "p" / "b.bin")
+    assert files["c.bin"]["sha256"] == preset_lib.sha256_file(tmp_path / "p" / "c.bin")

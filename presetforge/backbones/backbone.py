@@ -86,16 +86,23 @@ class Backbone(keras.Model):
         subclass, a preset of another architecture is an error.
         """
         root = handles.resolve(preset_handle)
-        preset.verify(root)
-        serialized = preset.read_json(root, preset.CONFIG_FILE)
-        backbone_cls = keras.saving.get_registered_object(serialized.get("registered_name"))
-        if not (isinstance(backbone_cls, type) and issubclass(backbone_cls, Backbone)):
-            raise PresetError(f"{root} does not hold a presetforge backbone ({serialized.get('registered_name')!r})")
-        if not issubclass(backbone_cls, cls):
-            raise PresetError(f"{root} holds a {backbone_cls.__name__}, not a {cls.__name__}")
-        backbone = backbone_cls.from_config({**serialized["config"], **kwargs})
-        if load_weights:
-            weights.load(backbone, root)
+        # Small files are verified at once; the weights hash in the background
+        # while the model is built, and must match before a byte of them is read.
+        with preset.Verification(root):
+            serialized = preset.read_json(root, preset.CONFIG_FILE)
+            backbone_cls = keras.saving.get_registered_object(serialized.get("registered_name"))
+            if not (isinstance(backbone_cls, type) and issubclass(backbone_cls, Backbone)):
+                raise PresetError(
+                    f"{root} does not hold a presetforge backbone ({serialized.get('registered_name')!r})"
+                )
+            if not issubclass(backbone_cls, cls):
+                raise PresetError(f"{root} holds a {backbone_cls.__name__}, not a {cls.__name__}")
+            config = {**serialized["config"], **kwargs}
+            if not load_weights:
+                return backbone_cls.from_config(config)
+            # No random initial values: each variable is created from the weights read.
+            backbone = weights.deferred_variables(lambda: backbone_cls.from_config(config))
+        weights.load(backbone, root)
         return backbone
 
     def save_to_preset(self, preset_dir, metadata=None, max_shard_size_gb=weights.DEFAULT_MAX_SHARD_SIZE_GB):

@@ -68,9 +68,17 @@ class Rule:
 
     targets: tuple
     transform: Callable
+    # The transform maps any block of rows (a slice along axis 0) of an array with
+    # at least this many dimensions to the same rows of each target: the tensor
+    # can then stream in small blocks. ``None``: it needs the whole tensor.
+    rowwise_from_ndim: int | None = None
 
     def __call__(self, array):
         return tuple(self.transform(array))
+
+    def rowwise(self, ndim):
+        """Whether a tensor of ``ndim`` dimensions can be converted a block of rows at a time."""
+        return self.rowwise_from_ndim is not None and ndim >= self.rowwise_from_ndim
 
     def format(self, **fields):
         return dataclasses.replace(self, targets=tuple(t.format(**fields) for t in self.targets))
@@ -78,7 +86,7 @@ class Rule:
 
 def copy(target):
     """The tensor as is (GPT-2's ``Conv1D`` weights are already ``[in, out]`` like Keras ``Dense``)."""
-    return Rule((target,), lambda a: (a,))
+    return Rule((target,), lambda a: (a,), rowwise_from_ndim=1)
 
 
 def transpose(target):
@@ -88,7 +96,10 @@ def transpose(target):
 
 def split(*targets, axis=-1):
     """A fused tensor cut into equal parts along ``axis``, one per target (GPT-2's ``c_attn`` into q, k, v)."""
-    return Rule(tuple(targets), lambda a: np.split(a, len(targets), axis=axis))
+    # Cutting along any axis but the first keeps rows whole; a negative axis is the
+    # first for tensors of -axis dimensions (axis -1 of a bias), so needs one more.
+    rowwise = None if axis == 0 else axis + 1 if axis > 0 else 1 - axis
+    return Rule(tuple(targets), lambda a: np.split(a, len(targets), axis=axis), rowwise_from_ndim=rowwise)
 
 
 class Converter:

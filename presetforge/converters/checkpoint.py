@@ -15,7 +15,9 @@ tensor (``release``), so they do not pile up in the resident set either.
 import ctypes
 import dataclasses
 import json
+import math
 import mmap
+import os
 from pathlib import Path
 
 import ml_dtypes
@@ -44,6 +46,13 @@ _SAFETENSORS_DTYPES = {
     "BOOL": "bool",
 }
 FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
+# Tensors read as raw bytes: safetensors stores little-endian values.
+_RAW_DTYPES = {
+    "float64": np.dtype("<f8"),
+    "float32": np.dtype("<f4"),
+    "float16": np.dtype("<f2"),
+    "bfloat16": np.dtype(ml_dtypes.bfloat16),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +114,8 @@ class Checkpoint:
         self.files = [CONFIG_FILE]
         self._handles = {}
         self._state_dicts = {}
+        self._offsets = {}  # safetensors: tensor name -> (file, byte offset, byte size)
+        self._fds = {}
         try:
             self._open()
         except BaseException:
@@ -186,6 +197,7 @@ class Checkpoint:
             except Exception as e:
                 raise ConversionError(f"cannot read {path}: {e}") from None
             self._handles[name] = handle
+            self._offsets.update({key: (name, *where) for key, where in _safetensors_offsets(path).items()})
             for key in handle.keys():
                 sl = handle.get_slice(key)
                 dtype = _SAFETENSORS_DTYPES.get(sl.get_dtype(), sl.get_dtype().lower())
@@ -232,6 +244,53 @@ class Checkpoint:
             return _torch_to_numpy(value) if self._framework == "pt" else value
         return _torch_to_numpy(self._state_dicts[info.file][name])
 
+    def can_read_rows(self, name):
+        """Whether ``read_rows`` can read this tensor a block of rows at a time (raw safetensors)."""
+        return name in self._offsets and self.tensors[name].dtype in _RAW_DTYPES and len(self.tensors[name].shape) > 0
+
+    def read_into(self, name, scratch):
+        """Like ``read``, but into ``scratch`` (a ``Scratch``): the array is valid until scratch is reused.
+
+        Safetensors are read with ``pread`` straight into the reused buffer, so
+        streaming a model touches memory for its largest tensor only, not for
+        every tensor afresh. Memory-mapped ``.bin`` tensors are returned as ``read`` does.
+        """
+        info = self.tensors[name]
+        if not self.can_read_rows(name):
+            return self.read(name)
+        return self.read_rows(name, 0, info.shape[0], scratch)
+
+    def read_rows(self, name, start, stop, scratch):
+        """Rows ``start:stop`` (along the first axis) of a safetensors tensor, read into ``scratch``.
+
+        Streaming a large tensor a block of rows at a time keeps the data in the
+        CPU cache between reading and writing it, and memory at one block.
+        """
+        info = self.tensors[name]
+        file, offset, size = self._offsets[name]
+        rows = info.shape[0]
+        itemsize = _RAW_DTYPES[info.dtype].itemsize
+        if math.prod(info.shape) * itemsize != size:
+            raise ConversionError(
+                f"tensor '{name}' takes {size} bytes in {file}, "
+                f"but {info.dtype}{list(info.shape)} needs {math.prod(info.shape) * itemsize}",
+                tensor=name,
+            )
+        if not 0 <= start <= stop <= rows:
+            raise ValueError(f"rows {start}:{stop} of a tensor with {rows}")
+        row_bytes = size // rows if rows else 0
+        array = scratch.view((stop - start, *info.shape[1:]), _RAW_DTYPES[info.dtype])
+        fd = self._fds.get(file)
+        if fd is None:
+            fd = self._fds[file] = os.open(self.root / file, os.O_RDONLY)
+        view, done, offset = memoryview(array.reshape(-1).view(np.uint8)), 0, offset + start * row_bytes
+        while done < array.nbytes:
+            n = os.preadv(fd, [view[done:]], offset + done)
+            if n <= 0:
+                raise ConversionError(f"{file} ends inside tensor '{name}'", tensor=name)
+            done += n
+        return array
+
     def release(self, name):
         """Hand the pages a memory-mapped tensor occupied back to the kernel (a no-op for pread)."""
         if self.format != "pytorch":
@@ -250,12 +309,68 @@ class Checkpoint:
                 close(None, None, None)
         self._handles.clear()
         self._state_dicts.clear()
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+class Scratch:
+    """One reusable buffer handed out as arrays of any shape and dtype, each valid until the next.
+
+    Streaming a model through it touches memory for the largest tensor once,
+    instead of allocating (and faulting in) fresh memory for every tensor.
+    """
+
+    def __init__(self, nbytes=0):
+        self._buffer = np.empty(nbytes, np.uint8)
+
+    def view(self, shape, dtype):
+        dtype = np.dtype(dtype)
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > self._buffer.nbytes:
+            self._buffer = None  # let the old one go before the new one is allocated
+            self._buffer = np.empty(nbytes, np.uint8)
+        return self._buffer[:nbytes].view(dtype).reshape(shape)
+
+    def cast(self, array, dtype):
+        """``array`` as a C-contiguous array of ``dtype``: itself if it already is, else a copy in here."""
+        dtype = np.dtype(dtype)
+        if array.dtype == dtype and array.flags.c_contiguous:
+            return array
+        out = self.view(array.shape, dtype)
+        np.copyto(out, array, casting="unsafe")
+        return out
+
+
+def _safetensors_offsets(path):
+    """Where each tensor's bytes are in a safetensors file: name -> (offset, size), from its header."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        if not 0 < length <= min(size - 8, 100 << 20):
+            raise ConversionError(f"{path} has a malformed safetensors header")
+        try:
+            header = json.loads(f.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ConversionError(f"{path} has a malformed safetensors header") from None
+    start, offsets = 8 + length, {}
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        try:
+            begin, end = (int(x) for x in entry["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise ConversionError(f"{path}: tensor '{key}' has no valid data_offsets", tensor=key) from None
+        if not 0 <= begin <= end or start + end > size:
+            raise ConversionError(f"{path}: tensor '{key}' lies outside the file", tensor=key)
+        offsets[key] = (start + begin, end - begin)
+    return offsets
 
 
 _MADV_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)

@@ -7,8 +7,12 @@ tensors stream one at a time (read, transform, cast, write into Keras's own
 H5 layout) inside ``preset.writing``, so a failure leaves nothing behind.
 """
 
+import concurrent.futures
+import contextlib
 import dataclasses
 import importlib.metadata
+import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +21,8 @@ from presetforge import preset
 from presetforge.backbones import weights as backbone_weights
 from presetforge.converters import keras_weights
 from presetforge.converters.base import get_converter
-from presetforge.converters.checkpoint import FLOAT_DTYPES, Checkpoint, numpy_dtype
-from presetforge.errors import ConversionError
+from presetforge.converters.checkpoint import FLOAT_DTYPES, Checkpoint, Scratch, numpy_dtype
+from presetforge.errors import ConversionError, PresetError
 from presetforge.tokenizers import HF_TOKENIZER_FILES, Tokenizer, hf_dir_has_tokenizer
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -53,6 +57,44 @@ def _names(names, limit=5):
     shown = ", ".join(f"'{n}'" for n in sorted(names)[:limit])
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return f"tensor {shown} is" if len(names) == 1 else f"tensors {shown}{more} are"
+
+
+_BLOCK = 1 << 20  # bytes of rows read, transformed and written at a time
+
+
+def _stream(checkpoint, step, writer, dtype, source, cast):
+    """Convert one upstream tensor: a block of rows at a time where its rule allows, else whole.
+
+    Blocks of about 1 MiB stay in the CPU cache from the read to the write (as a
+    plain file copy's buffer does); only rules that need the whole tensor
+    (a transpose) read it whole.
+    """
+    info = checkpoint.tensors[step.name]
+    if step.rule.rowwise(len(info.shape)) and checkpoint.can_read_rows(step.name) and info.shape[0] > 0:
+        rows = info.shape[0]
+        row_bytes = math.prod(info.shape[1:]) * numpy_dtype(info.dtype).itemsize
+        block = max(1, _BLOCK // max(1, row_bytes))
+        for start in range(0, rows, block):
+            array = checkpoint.read_rows(step.name, start, min(start + block, rows), source)
+            for variable_path, part in zip(step.rule.targets, step.rule(array)):
+                writer.write(variable_path, cast.cast(part, dtype), source=step.name, start=start)
+        return
+    array = checkpoint.read_into(step.name, source)
+    for variable_path, part in zip(step.rule.targets, step.rule(array)):
+        writer.write(variable_path, cast.cast(part, dtype), source=step.name)
+
+
+@contextlib.contextmanager
+def _in_background(fn, *args):
+    """``fn(*args, cancelled=event)`` running in a thread; yields its future, cancels it on error."""
+    cancelled = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="presetforge-provenance") as pool:
+        future = pool.submit(fn, *args, cancelled=cancelled)
+        try:
+            yield future
+        except BaseException:
+            cancelled.set()
+            raise
 
 
 def _plan(converter, checkpoint, backbone, num_layers):
@@ -161,47 +203,55 @@ def convert(
     with Checkpoint(source_dir) as checkpoint:
         converter = get_converter(checkpoint.config.get("model_type"))
         converter.check_config(checkpoint.config)
-        kwargs = converter.backbone_config(checkpoint.config)
-        backbone = keras_weights.abstract_backbone(converter.backbone_cls, **kwargs, dtype=dtype)
-        steps, ignored = _plan(converter, checkpoint, backbone, kwargs[converter.num_layers_arg])
-        total_bytes = sum(int(np.prod(v.shape)) * target.itemsize for v in backbone.weights)
-        shard = max_shard_size_gb if total_bytes > max_shard_size_gb * 1024**3 else None
-        layout = keras_weights.layout(backbone, shard)
+        has_tokenizer = hf_dir_has_tokenizer(source_dir)
+        source_files = list(checkpoint.files)
+        if has_tokenizer:
+            source_files += [n for n in HF_TOKENIZER_FILES if (source_dir / n).is_file()]
+        # The provenance hashes of the upstream files are computed in a background
+        # thread (hashlib releases the GIL) while the model is planned and the tensors stream.
+        with _in_background(preset.sha256_files, source_dir, source_files) as source_hashes:
+            kwargs = converter.backbone_config(checkpoint.config)
+            backbone = keras_weights.abstract_backbone(converter.backbone_cls, **kwargs, dtype=dtype)
+            steps, ignored = _plan(converter, checkpoint, backbone, kwargs[converter.num_layers_arg])
+            total_bytes = sum(int(np.prod(v.shape)) * target.itemsize for v in backbone.weights)
+            shard = max_shard_size_gb if total_bytes > max_shard_size_gb * 1024**3 else None
+            try:
+                layout = keras_weights.layout(backbone, shard)
+            except PresetError as e:  # a variable larger than the shard size
+                raise ConversionError(str(e)) from None
 
-        metadata = {
-            "source": {
-                "path": str(source_dir.absolute()),
-                "repo_id": source_repo,
-                "revision": revision,
-                "model_type": converter.model_type,
-                "architectures": checkpoint.config.get("architectures"),
-                "format": checkpoint.format,
-                "transformers_version": checkpoint.config.get("transformers_version"),
-                "files": checkpoint.sha256s(),
-                "ignored_tensors": ignored,
-            },
-            "converter": {"name": converter.name, "version": converter.version},
-            "transformers_version": _installed_version("transformers"),
-            "tensor_count": len(steps),
-        }
-        tokenizer = Tokenizer.from_hf_dir(source_dir) if hf_dir_has_tokenizer(source_dir) else None
-        if tokenizer is not None:
-            metadata["source"]["files"].update(
-                {n: preset.sha256_file(source_dir / n) for n in HF_TOKENIZER_FILES if (source_dir / n).is_file()}
-            )
-        with preset.writing(output_dir, carry_over=False) as stage:
-            with keras_weights.Writer(stage, layout) as writer:
-                for done, step in enumerate(steps, 1):
-                    array = checkpoint.read(step.name)
-                    for variable_path, part in zip(step.rule.targets, step.rule(array)):
-                        writer.write(variable_path, np.asarray(part, dtype=target, order="C"), source=step.name)
-                    del array, part
-                    checkpoint.release(step.name)
-                    if progress is not None:
-                        progress(done, len(steps), step.name)
-            backbone._stage_config_and_metadata(stage, metadata)
-            if tokenizer is not None:
-                tokenizer.write_to(stage)
+            metadata = {
+                "source": {
+                    "path": str(source_dir.absolute()),
+                    "repo_id": source_repo,
+                    "revision": revision,
+                    "model_type": converter.model_type,
+                    "architectures": checkpoint.config.get("architectures"),
+                    "format": checkpoint.format,
+                    "transformers_version": checkpoint.config.get("transformers_version"),
+                    "files": None,  # filled below, once hashed
+                    "ignored_tensors": ignored,
+                },
+                "converter": {"name": converter.name, "version": converter.version},
+                "transformers_version": _installed_version("transformers"),
+                "tensor_count": len(steps),
+            }
+            tokenizer = Tokenizer.from_hf_dir(source_dir) if has_tokenizer else None
+            with preset.writing(output_dir, carry_over=False) as stage:
+                order = [target for step in steps for target in step.rule.targets]  # datasets placed as written
+                with keras_weights.Writer(stage, layout, order) as writer:
+                    # Two reused buffers (what was read; a part cast or made contiguous): memory
+                    # stays under twice the largest tensor, and is touched once, not per tensor.
+                    source, cast = Scratch(), Scratch()
+                    for done, step in enumerate(steps, 1):
+                        _stream(checkpoint, step, writer, target, source, cast)
+                        checkpoint.release(step.name)
+                        if progress is not None:
+                            progress(done, len(steps), step.name)
+                metadata["source"]["files"] = source_hashes.result()
+                backbone._stage_config_and_metadata(stage, metadata)
+                if tokenizer is not None:
+                    tokenizer.write_to(stage)
     return ConversionResult(
         output=Path(output_dir).absolute(),
         backbone_class=type(backbone).__name__,

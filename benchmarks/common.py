@@ -1,0 +1,370 @@
+"""Shared machinery of the benchmarks: random GPT-2 checkpoints, keras-hub's own environment,
+runs in fresh processes, and the table.
+
+Everything heavy is cached under ``$PRESETFORGE_BENCH_CACHE`` (default
+``/tmp/presetforge-bench``) and reused across runs: the random checkpoints, the
+keras-hub virtual environment, the presets the load benchmark reads.
+
+Each measurement is one fresh Python process running ``benchmarks/worker.py``:
+it does its imports, takes its peak RSS so far as the *import baseline*, runs
+the operation once under a wall clock, then reports the operation's time and
+its peak RSS (``VmHWM`` from ``/proc/self/status``, the kernel's high-water
+mark of that process's memory). "Above baseline" is what the operation itself
+added to the peak.
+"""
+
+import importlib.metadata
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent / "worker.py"
+CACHE = Path(os.environ.get("PRESETFORGE_BENCH_CACHE", "/tmp/presetforge-bench"))
+MAIN_PYTHON = Path(sys.executable)
+KERAS_HUB_VERSION = "0.32.0"
+TORCH_VERSION = "2.13.0"
+MiB = 1024**2
+GiB = 1024**3
+
+# GPT-2 shapes; vocabulary 50257 and 1024 positions for all.
+SIZES = {
+    "124m": dict(label="GPT-2 124M", n_layer=12, n_embd=768, n_head=12),
+    "xl": dict(label="GPT-2 XL shape", n_layer=48, n_embd=1600, n_head=25),
+}
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+# -- checkpoints -------------------------------------------------------------------
+
+
+def gpt2_tensors(n_layer, n_embd, vocab_size=50257, n_positions=1024, **_):
+    """GPT2Model's state dict as (name, shape), in transformers' own order."""
+    tensors = [("wte.weight", (vocab_size, n_embd)), ("wpe.weight", (n_positions, n_embd))]
+    for i in range(n_layer):
+        h = f"h.{i}"
+        tensors += [
+            (f"{h}.ln_1.weight", (n_embd,)),
+            (f"{h}.ln_1.bias", (n_embd,)),
+            (f"{h}.attn.c_attn.weight", (n_embd, 3 * n_embd)),
+            (f"{h}.attn.c_attn.bias", (3 * n_embd,)),
+            (f"{h}.attn.c_proj.weight", (n_embd, n_embd)),
+            (f"{h}.attn.c_proj.bias", (n_embd,)),
+            (f"{h}.ln_2.weight", (n_embd,)),
+            (f"{h}.ln_2.bias", (n_embd,)),
+            (f"{h}.mlp.c_fc.weight", (n_embd, 4 * n_embd)),
+            (f"{h}.mlp.c_fc.bias", (4 * n_embd,)),
+            (f"{h}.mlp.c_proj.weight", (4 * n_embd, n_embd)),
+            (f"{h}.mlp.c_proj.bias", (n_embd,)),
+        ]
+    return tensors + [("ln_f.weight", (n_embd,)), ("ln_f.bias", (n_embd,))]
+
+
+def gpt2_config(n_layer, n_embd, n_head, vocab_size=50257, n_positions=1024, **_):
+    """A GPT-2 ``config.json`` as transformers writes it (the fields the converters read)."""
+    return {
+        "architectures": ["GPT2Model"],
+        "model_type": "gpt2",
+        "activation_function": "gelu_new",
+        "attn_pdrop": 0.1,
+        "bos_token_id": 50256,
+        "embd_pdrop": 0.1,
+        "eos_token_id": 50256,
+        "initializer_range": 0.02,
+        "layer_norm_epsilon": 1e-05,
+        "n_ctx": n_positions,
+        "n_embd": n_embd,
+        "n_head": n_head,
+        "n_inner": None,
+        "n_layer": n_layer,
+        "n_positions": n_positions,
+        "reorder_and_upcast_attn": False,
+        "resid_pdrop": 0.1,
+        "scale_attn_by_inverse_layer_idx": False,
+        "scale_attn_weights": True,
+        "summary_activation": None,
+        "summary_first_dropout": 0.1,
+        "summary_proj_to_labels": True,
+        "summary_type": "cls_index",
+        "summary_use_proj": True,
+        "tie_word_embeddings": True,
+        "use_cache": True,
+        "vocab_size": vocab_size,
+    }
+
+
+def write_safetensors(path, tensors, seed=0, std=0.02):
+    """A float32 safetensors file of N(0, std²) values, written one tensor at a time.
+
+    The format is an 8-byte header length, a JSON header, then the raw bytes;
+    writing it directly keeps memory at one tensor, whatever the model's size.
+    """
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for name, shape in tensors:
+        size = int(np.prod(shape)) * 4
+        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # keep the data 8-byte aligned, as safetensors does
+    rng = np.random.default_rng(seed)
+    with open(path, "wb") as f:
+        f.write(len(encoded).to_bytes(8, "little"))
+        f.write(encoded)
+        for name, shape in tensors:
+            values = rng.standard_normal(shape, dtype=np.float32)
+            values *= std
+            if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
+                values += 1.0
+            f.write(values.tobytes())
+            del values
+
+
+def gpt2_checkpoint(size, cache=CACHE):
+    """The random GPT-2 checkpoint of ``size`` (``124m`` or ``xl``), made once and cached."""
+    spec = SIZES[size]
+    directory = cache / "checkpoints" / f"gpt2-{size}"
+    if (directory / "model.safetensors").is_file() and (directory / "config.json").is_file():
+        return directory
+    log(f"making the random {spec['label']} checkpoint in {directory} …")
+    staging = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    (staging / "config.json").write_text(json.dumps(gpt2_config(**spec), indent=2) + "\n")
+    write_safetensors(staging / "model.safetensors", gpt2_tensors(**spec))
+    shutil.rmtree(directory, ignore_errors=True)
+    staging.rename(directory)
+    return directory
+
+
+def largest_tensor_bytes(size):
+    return max(int(np.prod(shape)) * 4 for _, shape in gpt2_tensors(**SIZES[size]))
+
+
+def tree_bytes(path):
+    path = Path(path)
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def warm(path):
+    """Read a file or directory once, so every contender starts from the page cache."""
+    path = Path(path)
+    for p in sorted(path.rglob("*")) if path.is_dir() else [path]:
+        if p.is_file():
+            with open(p, "rb") as f:
+                while f.read(16 * MiB):
+                    pass
+
+
+# -- keras-hub's environment ---------------------------------------------------------
+
+
+def keras_hub_python(cache=CACHE):
+    """Python of a separate virtualenv holding keras-hub without TensorFlow (built once).
+
+    keras-hub is installed with ``--no-deps``, then its light dependencies from
+    its own metadata, minus ``tensorflow-text`` (only some tokenizers need it);
+    Keras is pinned to the version presetforge runs on and torch to the CPU wheel,
+    so both sides run the same Keras on the same backend.
+    """
+    keras_version = importlib.metadata.version("keras")
+    venv = cache / "venv-keras-hub"
+    python = venv / "bin" / "python"
+    marker = venv / ".presetforge-ready"
+    wanted = f"keras-hub=={KERAS_HUB_VERSION} keras=={keras_version} torch=={TORCH_VERSION}\n"
+    if marker.is_file() and marker.read_text() == wanted:
+        return python
+    log(f"building keras-hub's environment in {venv} (once) …")
+    shutil.rmtree(venv, ignore_errors=True)
+    base = Path(sys.base_prefix) / "bin" / "python3"
+    subprocess.run([str(base) if base.is_file() else "python3", "-m", "venv", str(venv)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "--no-deps", f"keras-hub=={KERAS_HUB_VERSION}"], check=True)
+    light = [
+        f"keras=={keras_version}",
+        f"torch=={TORCH_VERSION}",
+        "absl-py",
+        "numpy",
+        "packaging",
+        "regex",
+        "rich",
+        "kagglehub!=1.0.1",
+        "kagglesdk==0.1.28",
+        "sentencepiece",
+        "tokenizers",
+        "safetensors",
+        "huggingface_hub",
+    ]
+    subprocess.run([*pip, *light], check=True)
+    check = subprocess.run(
+        [str(python), "-c", "import importlib.util as u; print(u.find_spec('tensorflow') is None)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    if check.stdout.strip() != "True":
+        raise RuntimeError("TensorFlow found in keras-hub's environment; it must not be there")
+    marker.write_text(wanted)
+    return python
+
+
+# -- fresh-process runs -----------------------------------------------------------------
+
+
+def run_worker(python, task, *args, timeout=1800):
+    """One measurement in a fresh process: the worker's JSON, plus the process's own wall time."""
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "torch",
+        "KERAS_HOME": str(CACHE / "keras-home"),
+        "PYTHONPATH": "",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    if Path(python) == MAIN_PYTHON:
+        env["PYTHONPATH"] = str(REPO)
+    start = time.perf_counter()
+    done = subprocess.run(
+        [str(python), str(WORKER), task, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout
+    )
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{task} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["process_seconds"] = wall
+    return result
+
+
+# -- the table ------------------------------------------------------------------------
+
+
+def fmt_bytes(n):
+    return f"{n / GiB:.2f} GiB" if abs(n) >= GiB else f"{n / MiB:.0f} MiB"
+
+
+def markdown_table(header, rows):
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
+def verdict(ok):
+    return "PASS" if ok else "FAIL"
+
+
+def machine_line():
+    """Versions, read from package metadata: the driver never imports Keras or torch, so it stays
+    small and its children (whose ``ru_maxrss`` starts at the spawner's size) measure only themselves."""
+    import platform
+
+    version = importlib.metadata.version
+    return (
+        f"{os.cpu_count()} cores, {mem_total() / GiB:.0f} GiB, Python {platform.python_version()}, "
+        f"keras {version('keras')} (torch backend), torch {version('torch')}, "
+        f"transformers {version('transformers')}, keras-hub {KERAS_HUB_VERSION}"
+    )
+
+
+def mem_total():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def parse_sizes(text):
+    sizes = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        raise SystemExit(f"unknown size(s) {unknown}; choose from {sorted(SIZES)}")
+    return sizes
+
+
+# -- a benchmark run ---------------------------------------------------------------------
+
+
+def settle():
+    """Flush dirty pages, so one contender's writeback does not slow the next one down."""
+    os.sync()
+    time.sleep(0.5)
+
+
+def interleaved(contenders, repeat, once=()):
+    """Run each contender ``repeat`` times (those in ``once``: once), round-robin, each run in a fresh process.
+
+    ``contenders`` maps a label to ``(python, task, args, before)``; returns label →
+    summary (median time, largest peak above baseline, every run's time), or the error text.
+    """
+    runs = {label: [] for label in contenders}
+    errors = {}
+    for round_ in range(repeat):
+        for label, (python, task, args, before) in contenders.items():
+            if label in errors or (label in once and runs[label]):
+                continue
+            if before is not None:
+                before()
+            settle()
+            log(f"  [{round_ + 1}/{repeat}] {label} …")
+            try:
+                runs[label].append(run_worker(python, task, *args))
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                errors[label] = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+                log(f"    failed: {e}")
+    summary = {}
+    for label, results in runs.items():
+        if label in errors:
+            summary[label] = {"error": errors[label]}
+            continue
+        summary[label] = {
+            "seconds": statistics.median(r["seconds"] for r in results),
+            "process_seconds": statistics.median(r["process_seconds"] for r in results),
+            "baseline": max(r["baseline_kib"] for r in results) * 1024,
+            "peak_above": max(r["peak_kib"] - r["baseline_kib"] for r in results) * 1024,
+            "all_seconds": [round(r["seconds"], 3) for r in results],
+        }
+    return summary
+
+
+def mem_available():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def remove(path):
+    path = Path(path)
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+
+def versus(result, reference, memory=True):
+    """``result``'s time (and peak RSS above baseline) as multiples of ``reference``'s."""
+    if reference is None or "error" in reference:
+        return "—"
+    text = f"{ratio(result['seconds'], reference['seconds']):.2f}x"
+    if memory:
+        text += f", {ratio(result['peak_above'], reference['peak_above']):.2f}x"
+    return text
+
+
+def save_results(name, payload):
+    path = CACHE / f"results-{name}.json"
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return path

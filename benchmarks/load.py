@@ -1,0 +1,148 @@
+"""Loading benchmark: presetforge vs keras-hub vs transformers, each loading its own format of the same weights.
+
+    .venv/bin/python benchmarks/load.py                       # GPT-2 124M
+    .venv/bin/python benchmarks/load.py --sizes 124m,xl       # + GPT-2 XL's shape (6.2 GB float32)
+    .venv/bin/python benchmarks/load.py --repeat 5 --rebuild  # remake the presets first
+
+presetforge: ``Backbone.from_preset(preset_dir)`` (manifest verified, no random
+initial values, each dataset read straight into its variable). keras-hub:
+``keras_hub.models.Backbone.from_preset(its_preset_dir)``, in its own virtualenv
+without TensorFlow. transformers: ``GPT2Model.from_pretrained(hf_dir)``. The
+presets are made once from the random checkpoint (by each library's own
+conversion) and cached. Each figure is one fresh process per run (median time
+over ``--repeat`` runs, largest peak RSS above the process's import baseline),
+contenders interleaved, every file read in the page cache before each run.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import common  # noqa: E402
+from common import GiB, fmt_bytes, markdown_table, verdict  # noqa: E402
+
+
+def _preset(kind, size, rebuild):
+    """The cached preset of ``kind`` (presetforge or keras-hub) for ``size``, converted if missing."""
+    path = common.CACHE / "presets" / f"{kind}-{size}"
+    if path.is_dir() and not rebuild:
+        return path
+    common.remove(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = common.gpt2_checkpoint(size)
+    common.log(f"  making the {kind} preset of {size} …")
+    if kind == "presetforge":
+        common.run_worker(common.MAIN_PYTHON, "presetforge-convert", checkpoint, path)
+    else:
+        common.run_worker(common.keras_hub_python(), "kerashub-convert", checkpoint, path)
+    return path
+
+
+def _weights_bytes(preset_dir):
+    return sum(p.stat().st_size for p in Path(preset_dir).glob("model*.weights.h5"))
+
+
+def bench(size, repeat, rebuild=False, keras_hub="auto"):
+    spec = common.SIZES[size]
+    checkpoint = common.gpt2_checkpoint(size)
+    model_bytes = common.tree_bytes(checkpoint / "model.safetensors")
+    use_keras_hub = keras_hub == "yes" or (keras_hub == "auto" and common.mem_available() > 3 * model_bytes + 2 * GiB)
+    ours = _preset("presetforge", size, rebuild)
+    weights = _weights_bytes(ours)
+
+    def warming(path):
+        return lambda: common.warm(path)
+
+    contenders = {"presetforge": (common.MAIN_PYTHON, "presetforge-load", (ours,), warming(ours))}
+    if use_keras_hub:
+        theirs = _preset("keras-hub", size, rebuild)
+        contenders["keras-hub"] = (common.keras_hub_python(), "kerashub-load", (theirs,), warming(theirs))
+    else:
+        common.log(f"  skipping keras-hub on {spec['label']}")
+    contenders["transformers (lazy)"] = (
+        common.MAIN_PYTHON,
+        "transformers-load",
+        (checkpoint,),
+        warming(checkpoint),
+    )
+    common.log(f"{spec['label']}: {fmt_bytes(weights)} of weights")
+    # keras-hub takes minutes and 12 GiB on the XL shape: one run of it there.
+    results = common.interleaved(contenders, repeat, once=("keras-hub",) if size == "xl" else ())
+
+    pf, kh = results["presetforge"], results.get("keras-hub")
+    rows = []
+    for label, r in results.items():
+        if "error" in r:
+            rows.append([label, "failed", "", "", "", "", r["error"][:60]])
+            continue
+        rows.append(
+            [
+                label,
+                f"{r['seconds']:.2f}",
+                fmt_bytes(r["peak_above"]),
+                f"{r['peak_above'] / weights:.2f}x",
+                common.versus(r, kh),
+                f"{r['process_seconds']:.2f}",
+                fmt_bytes(r["baseline"]),
+            ]
+        )
+    table = markdown_table(
+        [
+            "load " + spec["label"],
+            "time s",
+            "peak RSS above import",
+            "÷ weights",
+            "÷ keras-hub (time, RSS)",
+            "process s",
+            "import RSS",
+        ],
+        rows,
+    )
+    checks = []
+    if "error" not in pf:
+        checks.append(
+            (
+                f"peak RSS above baseline {fmt_bytes(pf['peak_above'])} <= 1.2 x weights ({fmt_bytes(1.2 * weights)})",
+                pf["peak_above"] <= 1.2 * weights,
+            )
+        )
+        if kh is not None and "error" not in kh:
+            t = common.ratio(pf["seconds"], kh["seconds"])
+            m = common.ratio(pf["peak_above"], kh["peak_above"])
+            if size == "124m":
+                checks.append((f"time vs keras-hub {t:.2f}x <= 0.75x", t <= 0.75))
+            else:
+                checks.append((f"time vs keras-hub {t:.2f}x", None))
+            checks.append((f"peak RSS above baseline vs keras-hub {m:.2f}x", None))
+    lines = [table, ""]
+    for text, passed in checks:
+        lines.append(f"- {'info' if passed is None else verdict(passed)}: {text}")
+    return "\n".join(lines), {"size": size, "weights_bytes": weights, "results": results, "checks": checks}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="124m", help="comma-separated: 124m, xl (default: 124m)")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per contender (default: 5, 3 for xl; keras-hub runs once on xl)")
+    parser.add_argument("--keras-hub", choices=("auto", "yes", "no"), default="auto")
+    parser.add_argument("--rebuild", action="store_true", help="convert the cached presets again")
+    args = parser.parse_args(argv)
+    sizes = common.parse_sizes(args.sizes)
+    print(f"# presetforge load benchmark — {time.strftime('%Y-%m-%d %H:%M')}")
+    print(f"{common.machine_line()}\n")
+    payload = []
+    for size in sizes:
+        repeat = args.repeat or (3 if size == "xl" else 5)
+        text, data = bench(size, repeat, args.rebuild, args.keras_hub)
+        payload.append(data)
+        print(text + "\n", flush=True)
+    common.save_results("load", payload)
+
+
+if __name__ == "__main__":
+    main()

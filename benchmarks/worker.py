@@ -1,0 +1,91 @@
+"""One benchmark measurement, run in a fresh process by ``common.run_worker``.
+
+    python worker.py TASK ARGS...
+
+Imports first, then takes the peak RSS so far as the import baseline, times
+the task, and prints one JSON line: ``seconds``, ``baseline_kib``, ``peak_kib``
+(``VmHWM``, KiB). Runs under presetforge's environment or
+keras-hub's (which has no presetforge), so it imports only what its task needs.
+"""
+
+import json
+import resource
+import shutil
+import sys
+import time
+
+
+def _peak_kib():
+    """This process's peak RSS (KiB): ``VmHWM``, the high-water mark of its own address space.
+
+    ``ru_maxrss`` is not used: Linux carries it over ``execve`` from the process
+    that spawned us, so a child of a large parent would start at the parent's size.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _copy_userspace(src, dst, chunk=1024 * 1024):
+    buffer = bytearray(chunk)
+    view = memoryview(buffer)
+    with open(src, "rb", buffering=0) as fsrc, open(dst, "wb", buffering=0) as fdst:
+        while n := fsrc.readinto(buffer):
+            fdst.write(view[:n])
+
+
+def _imports(task):
+    """The task's callable, after importing everything it needs (so imports are not timed)."""
+    if task.startswith("presetforge-"):
+        import presetforge
+        from presetforge.converters import convert
+
+        if task == "presetforge-convert":
+            return lambda src, out: convert(src, out, dtype="float32")
+        return lambda path: presetforge.Backbone.from_preset(path)
+    if task.startswith("kerashub-"):
+        import keras_hub
+
+        if task == "kerashub-convert":
+
+            def convert_with_keras_hub(src, out):
+                backbone = keras_hub.models.Backbone.from_preset(src)
+                backbone.save_to_preset(out)
+
+            return convert_with_keras_hub
+        return lambda path: keras_hub.models.Backbone.from_preset(path)
+    if task == "transformers-load":
+        from transformers import GPT2Model
+
+        return lambda path: GPT2Model.from_pretrained(path)
+    if task == "copy":  # in the kernel (sendfile): the bytes never reach user space
+        return shutil.copyfile
+    if task == "copy-userspace":  # read() into a buffer, write() it out: what any converter must at least do
+        return _copy_userspace
+    raise SystemExit(f"unknown task {task!r}")
+
+
+def main():
+    task, *args = sys.argv[1:]
+    fn = _imports(task)
+    baseline = _peak_kib()
+    start = time.perf_counter()
+    result = fn(*args)
+    seconds = time.perf_counter() - start
+    peak = _peak_kib()
+    extra = {}
+    count_params = getattr(result, "count_params", None)
+    if callable(count_params):
+        extra["parameters"] = int(count_params())
+    elif hasattr(result, "num_parameters"):
+        extra["parameters"] = int(result.num_parameters())
+    print(json.dumps({"task": task, "seconds": seconds, "baseline_kib": baseline, "peak_kib": peak, **extra}))
+
+
+if __name__ == "__main__":
+    main()
