@@ -62,11 +62,18 @@ class Backbone(keras.Model):
         staged = keras.Model(self.input, list(self._hidden_state_tensors))
         return dict(zip(self._hidden_state_names, staged(inputs)))
 
+    def _remember_arguments(self, **arguments):
+        """Keep the architecture's constructor arguments as attributes, for ``get_config``."""
+        self._argument_names = tuple(arguments)
+        for name, value in arguments.items():
+            setattr(self, name, value)
+
     def get_config(self):
         return {
             "name": self.name,
             "trainable": self.trainable,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            **{name: getattr(self, name) for name in getattr(self, "_argument_names", ())},
         }
 
     @classmethod

@@ -3,7 +3,7 @@
 import keras
 
 from presetforge.backbones.backbone import Backbone
-from presetforge.backbones.layers import PositionEmbedding, TransformerBlock
+from presetforge.backbones.layers import PositionEmbedding, transformer_stack
 
 
 @keras.saving.register_keras_serializable(package="presetforge")
@@ -38,21 +38,18 @@ class BertBackbone(Backbone):
             epsilon=layer_norm_epsilon, name="embeddings_layer_norm", dtype=policy
         )
         embeddings_dropout = keras.layers.Dropout(dropout, name="embeddings_dropout", dtype=policy)
-        transformer_layers = [
-            TransformerBlock(
-                num_heads,
-                hidden_dim,
-                intermediate_dim,
-                activation=activation,
-                layer_norm_epsilon=layer_norm_epsilon,
-                dropout=dropout,
-                norm_first=False,
-                causal=False,
-                name=f"transformer_layer_{i}",
-                dtype=policy,
-            )
-            for i in range(num_layers)
-        ]
+        transformer_layers = transformer_stack(
+            num_layers,
+            num_heads=num_heads,
+            hidden_dim=hidden_dim,
+            intermediate_dim=intermediate_dim,
+            activation=activation,
+            layer_norm_epsilon=layer_norm_epsilon,
+            dropout=dropout,
+            norm_first=False,
+            causal=False,
+            dtype=policy,
+        )
         pooled_dense = keras.layers.Dense(hidden_dim, activation="tanh", name="pooled_dense", dtype=policy)
 
         token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
@@ -82,28 +79,15 @@ class BertBackbone(Backbone):
         self.transformer_layers = transformer_layers
         self.pooled_dense = pooled_dense
 
-        self.vocabulary_size = vocabulary_size
-        self.num_layers = num_layers
-        self.num_heads = num_heads
-        self.hidden_dim = hidden_dim
-        self.intermediate_dim = intermediate_dim
-        self.dropout = dropout
-        self.max_sequence_length = max_sequence_length
-        self.num_segments = num_segments
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.activation = activation
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "vocabulary_size": self.vocabulary_size,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "dropout": self.dropout,
-            "max_sequence_length": self.max_sequence_length,
-            "num_segments": self.num_segments,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "activation": self.activation,
-        }
+        self._remember_arguments(
+            vocabulary_size=vocabulary_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            hidden_dim=hidden_dim,
+            intermediate_dim=intermediate_dim,
+            dropout=dropout,
+            max_sequence_length=max_sequence_length,
+            num_segments=num_segments,
+            layer_norm_epsilon=layer_norm_epsilon,
+            activation=activation,
+        )

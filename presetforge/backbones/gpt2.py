@@ -3,7 +3,7 @@
 import keras
 
 from presetforge.backbones.backbone import Backbone
-from presetforge.backbones.layers import PositionEmbedding, TransformerBlock
+from presetforge.backbones.layers import PositionEmbedding, transformer_stack
 
 
 @keras.saving.register_keras_serializable(package="presetforge")
@@ -32,21 +32,18 @@ class GPT2Backbone(Backbone):
         token_embedding = keras.layers.Embedding(vocabulary_size, hidden_dim, name="token_embedding", dtype=policy)
         position_embedding = PositionEmbedding(max_sequence_length, name="position_embedding", dtype=policy)
         embeddings_dropout = keras.layers.Dropout(dropout, name="embeddings_dropout", dtype=policy)
-        transformer_layers = [
-            TransformerBlock(
-                num_heads,
-                hidden_dim,
-                intermediate_dim,
-                activation=activation,
-                layer_norm_epsilon=layer_norm_epsilon,
-                dropout=dropout,
-                norm_first=True,
-                causal=True,
-                name=f"transformer_layer_{i}",
-                dtype=policy,
-            )
-            for i in range(num_layers)
-        ]
+        transformer_layers = transformer_stack(
+            num_layers,
+            num_heads=num_heads,
+            hidden_dim=hidden_dim,
+            intermediate_dim=intermediate_dim,
+            activation=activation,
+            layer_norm_epsilon=layer_norm_epsilon,
+            dropout=dropout,
+            norm_first=True,
+            causal=True,
+            dtype=policy,
+        )
         layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="layer_norm", dtype=policy)
 
         token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
@@ -67,26 +64,14 @@ class GPT2Backbone(Backbone):
         self.transformer_layers = transformer_layers
         self.layer_norm = layer_norm
 
-        self.vocabulary_size = vocabulary_size
-        self.num_layers = num_layers
-        self.num_heads = num_heads
-        self.hidden_dim = hidden_dim
-        self.intermediate_dim = intermediate_dim
-        self.dropout = dropout
-        self.max_sequence_length = max_sequence_length
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.activation = activation
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "vocabulary_size": self.vocabulary_size,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "dropout": self.dropout,
-            "max_sequence_length": self.max_sequence_length,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "activation": self.activation,
-        }
+        self._remember_arguments(
+            vocabulary_size=vocabulary_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            hidden_dim=hidden_dim,
+            intermediate_dim=intermediate_dim,
+            dropout=dropout,
+            max_sequence_length=max_sequence_length,
+            layer_norm_epsilon=layer_norm_epsilon,
+            activation=activation,
+        )

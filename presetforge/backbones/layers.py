@@ -170,3 +170,8 @@ class TransformerBlock(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), **self.config_args}
+
+
+def transformer_stack(num_layers, **block_arguments):
+    """``num_layers`` blocks named ``transformer_layer_{i}``, the names weight paths rely on."""
+    return [TransformerBlock(name=f"transformer_layer_{i}", **block_arguments) for i in range(num_layers)]
