@@ -67,16 +67,19 @@ def _stream(checkpoint, step, writer, dtype, source, cast):
 
     Blocks of about 1 MiB stay in the CPU cache from the read to the write (as a
     plain file copy's buffer does); only rules that need the whole tensor
-    (a transpose) read it whole.
+    (a transpose) read it whole. A tensor cut into several targets (fused q, k,
+    v) is read once per target, so each target is written front to back: the
+    weights file then only ever grows at its end, which Linux writes fastest.
     """
     info = checkpoint.tensors[step.name]
     if step.rule.rowwise(len(info.shape)) and checkpoint.can_read_rows(step.name) and info.shape[0] > 0:
         rows = info.shape[0]
         row_bytes = math.prod(info.shape[1:]) * numpy_dtype(info.dtype).itemsize
-        block = max(1, _BLOCK // max(1, row_bytes))
-        for start in range(0, rows, block):
-            array = checkpoint.read_rows(step.name, start, min(start + block, rows), source)
-            for variable_path, part in zip(step.rule.targets, step.rule(array)):
+        block = max(1, _BLOCK * len(step.rule.targets) // max(1, row_bytes))
+        for index, variable_path in enumerate(step.rule.targets):
+            for start in range(0, rows, block):
+                array = checkpoint.read_rows(step.name, start, min(start + block, rows), source)
+                part = step.rule(array)[index]
                 writer.write(variable_path, cast.cast(part, dtype), source=step.name, start=start)
         return
     array = checkpoint.read_into(step.name, source)
@@ -238,7 +241,7 @@ def convert(
             }
             tokenizer = Tokenizer.from_hf_dir(source_dir) if has_tokenizer else None
             with preset.writing(output_dir, carry_over=False) as stage:
-                order = [target for step in steps for target in step.rule.targets]  # datasets placed as written
+                order = [path for step in steps for path in step.rule.targets]  # datasets placed as written
                 with keras_weights.Writer(stage, layout, order) as writer:
                     # Two reused buffers (what was read; a part cast or made contiguous): memory
                     # stays under twice the largest tensor, and is touched once, not per tensor.
