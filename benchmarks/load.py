@@ -128,7 +128,9 @@ def bench(size, repeat, rebuild=False, keras_hub="auto"):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="124m", help="comma-separated: 124m, xl (default: 124m)")
-    parser.add_argument("--repeat", type=int, default=None, help="runs per contender (default: 5, 3 for xl; keras-hub runs once on xl)")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="runs per contender (default: 5, 3 for xl; keras-hub runs once on xl)"
+    )
     parser.add_argument("--keras-hub", choices=("auto", "yes", "no"), default="auto")
     parser.add_argument("--rebuild", action="store_true", help="convert the cached presets again")
     args = parser.parse_args(argv)

@@ -45,6 +45,14 @@ def hash_range(digest, fd, offset, size, cancelled=None):
         if cancelled is not None and cancelled.is_set():
             raise concurrent.futures.CancelledError("hashing was cancelled")
         n = min(_SLICE, end - offset)
+        if not hasattr(os, "pread"):  # no positional reads here (Windows): seek and read
+            os.lseek(fd, offset, os.SEEK_SET)
+            data = os.read(fd, n)
+            if not data:
+                raise OSError(f"file ended {end - offset} bytes early")
+            digest.update(data)
+            offset += len(data)
+            continue
         if n < _SMALL_RANGE:
             data = os.pread(fd, n, offset)
             if len(data) != n:

@@ -18,12 +18,12 @@ import json
 import math
 import mmap
 import os
+import sys
 from pathlib import Path
 
 import ml_dtypes
 import numpy as np
 
-from presetforge import preset
 from presetforge.errors import ConversionError
 
 CONFIG_FILE = "config.json"
@@ -46,6 +46,7 @@ _SAFETENSORS_DTYPES = {
     "BOOL": "bool",
 }
 FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
+_PREADV = hasattr(os, "preadv") and sys.byteorder == "little"
 # Tensors read as raw bytes: safetensors stores little-endian values.
 _RAW_DTYPES = {
     "float64": np.dtype("<f8"),
@@ -246,7 +247,8 @@ class Checkpoint:
 
     def can_read_rows(self, name):
         """Whether ``read_rows`` can read this tensor a block of rows at a time (raw safetensors)."""
-        return name in self._offsets and self.tensors[name].dtype in _RAW_DTYPES and len(self.tensors[name].shape) > 0
+        info = self.tensors[name]
+        return _PREADV and name in self._offsets and info.dtype in _RAW_DTYPES and len(info.shape) > 0
 
     def read_into(self, name, scratch):
         """Like ``read``, but into ``scratch`` (a ``Scratch``): the array is valid until scratch is reused.
@@ -298,9 +300,6 @@ class Checkpoint:
         storage = self._state_dicts[self.tensors[name].file][name].untyped_storage()
         _dontneed(storage.data_ptr(), storage.nbytes())
 
-    def sha256s(self):
-        """sha256 of every file read, by name relative to the checkpoint directory."""
-        return {name: preset.sha256_file(self.root / name) for name in self.files}
 
     def close(self):
         for handle in self._handles.values():

@@ -32,7 +32,7 @@ __all__ = ["Dataset", "Layout", "Writer", "abstract_backbone", "fresh_names", "l
 
 _PIECE = 1 << 20  # bytes per write() call
 # Raw bytes are written straight into the file only where they are the stored bytes.
-_RAW_WRITES = sys.byteorder == "little"
+_RAW_WRITES = sys.byteorder == "little" and hasattr(os, "pwrite")
 
 
 def _early_allocation():
