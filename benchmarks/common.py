@@ -368,3 +368,24 @@ def save_results(name, payload):
     path = CACHE / f"results-{name}.json"
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return path
+
+
+def render(table, checks):
+    """The table followed by one PASS/FAIL/info line per target check."""
+    lines = [table, ""]
+    for text, passed in checks:
+        lines.append(f"- {'info' if passed is None else verdict(passed)}: {text}")
+    return "\n".join(lines)
+
+
+def argument_parser(doc):
+    """The options both benchmarks take: sizes, repeats, whether to run keras-hub."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--sizes", default="124m", help="comma-separated: 124m, xl (default: 124m)")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="runs per contender (default: 5, 3 for xl; keras-hub runs once on xl)"
+    )
+    parser.add_argument("--keras-hub", choices=("auto", "yes", "no"), default="auto")
+    return parser

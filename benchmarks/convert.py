@@ -17,7 +17,6 @@ largest peak RSS above the process's import baseline), contenders interleaved,
 the checkpoint in the page cache and dirty pages flushed before every run.
 """
 
-import argparse
 import os
 import sys
 import time
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import common  # noqa: E402
-from common import GiB, MiB, fmt_bytes, markdown_table, verdict  # noqa: E402
+from common import GiB, MiB, fmt_bytes, markdown_table  # noqa: E402
 
 
 def _contenders(size, out, use_keras_hub):
@@ -143,19 +142,11 @@ def bench(size, repeat, out, keras_hub="auto"):
         if "error" not in copy_kernel:
             c = common.ratio(pf["seconds"], copy_kernel["seconds"])
             checks.append((f"time vs in-kernel copy (sendfile) {c:.2f}x <= 2x (stricter)", c <= 2))
-    lines = [table, ""]
-    for text, passed in checks:
-        lines.append(f"- {'info' if passed is None else verdict(passed)}: {text}")
-    return "\n".join(lines), {"size": size, "model_bytes": model_bytes, "results": results, "checks": checks}
+    return common.render(table, checks), {"size": size, "model_bytes": model_bytes, "results": results, "checks": checks}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="124m", help="comma-separated: 124m, xl (default: 124m)")
-    parser.add_argument(
-        "--repeat", type=int, default=None, help="runs per contender (default: 5, 3 for xl; keras-hub runs once on xl)"
-    )
-    parser.add_argument("--keras-hub", choices=("auto", "yes", "no"), default="auto")
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--out", type=Path, default=common.CACHE / "out", help="where the outputs go (deleted)")
     args = parser.parse_args(argv)
     sizes = common.parse_sizes(args.sizes)

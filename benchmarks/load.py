@@ -14,7 +14,6 @@ over ``--repeat`` runs, largest peak RSS above the process's import baseline),
 contenders interleaved, every file read in the page cache before each run.
 """
 
-import argparse
 import os
 import sys
 import time
@@ -24,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import common  # noqa: E402
-from common import GiB, fmt_bytes, markdown_table, verdict  # noqa: E402
+from common import GiB, fmt_bytes, markdown_table  # noqa: E402
 
 
 def _preset(kind, size, rebuild):
@@ -119,19 +118,11 @@ def bench(size, repeat, rebuild=False, keras_hub="auto"):
             else:
                 checks.append((f"time vs keras-hub {t:.2f}x", None))
             checks.append((f"peak RSS above baseline vs keras-hub {m:.2f}x", None))
-    lines = [table, ""]
-    for text, passed in checks:
-        lines.append(f"- {'info' if passed is None else verdict(passed)}: {text}")
-    return "\n".join(lines), {"size": size, "weights_bytes": weights, "results": results, "checks": checks}
+    return common.render(table, checks), {"size": size, "weights_bytes": weights, "results": results, "checks": checks}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="124m", help="comma-separated: 124m, xl (default: 124m)")
-    parser.add_argument(
-        "--repeat", type=int, default=None, help="runs per contender (default: 5, 3 for xl; keras-hub runs once on xl)"
-    )
-    parser.add_argument("--keras-hub", choices=("auto", "yes", "no"), default="auto")
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--rebuild", action="store_true", help="convert the cached presets again")
     args = parser.parse_args(argv)
     sizes = common.parse_sizes(args.sizes)

@@ -143,13 +143,11 @@ def _unauthorized(message=INVALID_CREDENTIALS):
 
 
 def _injected(req, op):
-    fault = req.hub.faults.take(op)
-    if fault is None:
+    status = req.injected_failure(op)
+    if status is None:
         return
-    if fault.kind == "drop":
-        req.drop(fault.after_bytes)
     raise HttpError(
-        fault.status, {"error": f"injected failure ({op})"}, {"X-Error-Message": f"injected failure ({op})"}
+        status, {"error": f"injected failure ({op})"}, {"X-Error-Message": f"injected failure ({op})"}
     )
 
 

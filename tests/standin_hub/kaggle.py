@@ -113,12 +113,9 @@ def _error(status, message):
 
 
 def _injected(req, op):
-    fault = req.hub.faults.take(op)
-    if fault is None:
-        return
-    if fault.kind == "drop":
-        req.drop(fault.after_bytes)
-    raise _error(fault.status, f"injected failure ({op})")
+    status = req.injected_failure(op)
+    if status is not None:
+        raise _error(status, f"injected failure ({op})")
 
 
 def _user(req, required):

@@ -121,6 +121,16 @@ class Request:
             return ("basic", (user, key))
         return ("other", value)
 
+    def injected_failure(self, op):
+        """Apply the next fault planned for ``op``: a drop cuts the connection here;
+        a failure returns the HTTP status the hub should answer with (``None``: no fault)."""
+        fault = self.hub.faults.take(op)
+        if fault is None:
+            return None
+        if fault.kind == "drop":
+            self.drop(fault.after_bytes)
+        return fault.status
+
     def drop(self, after_bytes=None):
         """Read part of the body, then cut the connection without answering."""
         self.handler.drop_connection(after_bytes)
