@@ -8,6 +8,7 @@ that what it loads is exactly what was written.
 
 import concurrent.futures
 import contextlib
+import datetime
 import hashlib
 import json
 import mmap
@@ -124,6 +125,23 @@ def build_manifest(root, known=None):
         "format_version": FORMAT_VERSION,
         "files": {name: {"sha256": digests[name], "size": (root / name).stat().st_size} for name in names},
     }
+
+
+def build_date():
+    """The date to write into a preset, or ``None``: ``SOURCE_DATE_EPOCH`` when set, else no date.
+
+    The reproducible-builds convention: a preset's bytes must not depend on when
+    it was made, so a wall-clock date never enters it; a release pipeline that
+    wants one sets ``SOURCE_DATE_EPOCH`` (seconds since 1970, UTC).
+    """
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if not epoch:
+        return None
+    try:
+        seconds = int(epoch)
+    except ValueError:
+        raise PresetError(f"SOURCE_DATE_EPOCH must be an integer number of seconds, got {epoch!r}") from None
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def read_json(root, name):

@@ -1,7 +1,5 @@
 """``Backbone``: the functional Keras model every architecture derives from, and its preset I/O."""
 
-import datetime
-
 import keras
 
 from presetforge import preset
@@ -140,7 +138,7 @@ class Backbone(keras.Model):
             "presetforge_version": __version__,
             "parameter_count": self.count_params(),
             "dtype": self.dtype_policy.variable_dtype,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "date": preset.build_date(),
         }
 
     def enable_lora(self, rank, target_names=None):

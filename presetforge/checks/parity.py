@@ -5,7 +5,6 @@ the same deterministic batch (several lengths, right padding); only real
 (non-padding) positions are compared.
 """
 
-import datetime
 from pathlib import Path
 
 import keras
@@ -96,6 +95,15 @@ def compare(name, ours, reference, padding_mask, tolerance):
     )
 
 
+def _upstream_name(preset_dir):
+    """``repo@revision`` the preset records as its upstream, or ``None``: never a local path,
+    which would make the report differ with the directory it was checked from."""
+    source = preset.read_json(preset_dir, preset.METADATA_FILE).get("source") or {}
+    if not source.get("repo_id"):
+        return None
+    return source["repo_id"] + (f"@{source['revision']}" if source.get("revision") else "")
+
+
 def check(preset_dir, reference_dir):
     """The full parity report of the preset at ``preset_dir`` against ``reference_dir``.
 
@@ -122,11 +130,11 @@ def check(preset_dir, reference_dir):
         reference={
             "implementation": f"transformers.{reference_class}",
             "transformers_version": transformers.__version__,
-            "source": str(reference_dir),
+            "source": _upstream_name(preset_dir),
             "model_type": model_type,
         },
         inputs={"batch": len(lengths), "lengths": lengths, "seed": PROBE_SEED},
         stages=stages,
         tokenizer=compare_tokenizers(preset_dir, reference_dir),
-        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        created=preset.build_date(),
     )

@@ -106,7 +106,7 @@ class ParityReport:
             f"# Parity report: {verdict}",
             "",
             f"Reference: {self.reference.get('implementation')} {self.reference.get('transformers_version')}, "
-            f"float32, eager attention, source `{self.reference.get('source')}`.",
+            f"float32, eager attention, upstream `{self.reference.get('source') or 'a local checkpoint'}`.",
             f"Preset dtype: {self.dtype}; weights sha256 `{self.weights_sha256}`.",
             f"Inputs: {self.inputs.get('batch')} sequences, lengths {self.inputs.get('lengths')} (padding excluded), "
             f"seed {self.inputs.get('seed')}.",

@@ -225,7 +225,6 @@ def convert(
 
             metadata = {
                 "source": {
-                    "path": str(source_dir.absolute()),
                     "repo_id": source_repo,
                     "revision": revision,
                     "model_type": converter.model_type,
