@@ -33,8 +33,12 @@ class Backbone(keras.Model):
     Subclasses build their layers and symbolic graph, record every stage's
     output with ``_record_hidden_states`` and call ``super().__init__`` with
     the graph's inputs and outputs, as keras-hub backbones do. Each sets
-    ``token_embedding``, the ``keras.layers.Embedding`` of its token ids.
+    ``token_embedding``, the ``keras.layers.Embedding`` of its token ids;
+    language models set ``language_model = True`` and make it a
+    ``ReversibleEmbedding``, whose reverse direction is their LM head.
     """
+
+    language_model = False
 
     def __init__(self, *args, dtype=None, trainable=True, **kwargs):
         super().__init__(*args, dtype=dtype, **kwargs)
@@ -59,6 +63,12 @@ class Backbone(keras.Model):
         ``layer_0`` … ``layer_{n-1}``, then ``final``; for layer-by-layer parity."""
         staged = keras.Model(self.input, list(self._hidden_state_tensors))
         return dict(zip(self._hidden_state_names, staged(inputs)))
+
+    def logits(self, hidden_states):
+        """Vocabulary logits for final hidden states, through the LM head (language models only)."""
+        if not self.language_model:
+            raise TypeError(f"{type(self).__name__} is not a language model; it has no LM head")
+        return self.token_embedding(hidden_states, reverse=True)
 
     def _remember_arguments(self, **arguments):
         """Keep the architecture's constructor arguments as attributes, for ``get_config``."""

@@ -3,7 +3,7 @@
 import keras
 
 from presetforge.backbones.backbone import Backbone
-from presetforge.backbones.layers import PositionEmbedding, transformer_stack
+from presetforge.backbones.layers import PositionEmbedding, ReversibleEmbedding, transformer_stack
 
 
 @keras.saving.register_keras_serializable(package="presetforge")
@@ -11,8 +11,12 @@ class GPT2Backbone(Backbone):
     """GPT-2 decoder; inputs ``token_ids`` and ``padding_mask``, output the final hidden states.
 
     Arguments follow keras-hub's ``GPT2Backbone``; ``layer_norm_epsilon`` and
-    ``activation`` are added so every upstream numerics field can be honoured.
+    ``activation`` are added so every upstream numerics field can be honoured,
+    and ``tie_word_embeddings=False`` gives the LM head its own weights
+    (``token_embedding.reverse_embeddings``). Logits: ``backbone.logits(hidden)``.
     """
+
+    language_model = True
 
     def __init__(
         self,
@@ -25,11 +29,14 @@ class GPT2Backbone(Backbone):
         max_sequence_length=1024,
         layer_norm_epsilon=1e-5,
         activation="gelu_approximate",
+        tie_word_embeddings=True,
         dtype=None,
         **kwargs,
     ):
         policy = self._policy(dtype)
-        token_embedding = keras.layers.Embedding(vocabulary_size, hidden_dim, name="token_embedding", dtype=policy)
+        token_embedding = ReversibleEmbedding(
+            vocabulary_size, hidden_dim, tie_weights=tie_word_embeddings, name="token_embedding", dtype=policy
+        )
         position_embedding = PositionEmbedding(max_sequence_length, name="position_embedding", dtype=policy)
         embeddings_dropout = keras.layers.Dropout(dropout, name="embeddings_dropout", dtype=policy)
         transformer_layers = transformer_stack(
@@ -74,4 +81,5 @@ class GPT2Backbone(Backbone):
             max_sequence_length=max_sequence_length,
             layer_norm_epsilon=layer_norm_epsilon,
             activation=activation,
+            tie_word_embeddings=tie_word_embeddings,
         )

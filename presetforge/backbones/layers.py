@@ -21,6 +21,59 @@ def get_activation(name):
     raise ValueError(f"unknown activation '{name}'; expected one of {', '.join(ACTIVATIONS)}")
 
 
+class ReversibleEmbedding(keras.layers.Embedding):
+    """A token embedding that also maps hidden states back to vocabulary logits.
+
+    ``layer(token_ids)`` embeds; ``layer(hidden, reverse=True)`` gives logits,
+    through the embedding matrix itself (``tie_weights=True``, GPT-2's tied
+    head) or through its own ``reverse_embeddings`` of shape
+    ``[hidden, vocabulary]`` (an untied LM head), so a language model's output
+    layer lives in the same layer as its input embedding, as in keras-hub.
+    """
+
+    def __init__(self, input_dim, output_dim, tie_weights=True, **kwargs):
+        super().__init__(input_dim, output_dim, **kwargs)
+        self.tie_weights = tie_weights
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        super().build(input_shape)
+        if not self.tie_weights:
+            self.reverse_embeddings = self.add_weight(
+                shape=(self.output_dim, self.input_dim),
+                initializer=self.embeddings_initializer,
+                name="reverse_embeddings",
+            )
+
+    @property
+    def variable_serialization_spec(self):
+        # Keras saves an Embedding's variables by this spec; the untied head is one more.
+        spec = dict(super().variable_serialization_spec)
+        if not self.tie_weights:
+            spec[None] = [*spec[None], "reverse_embeddings"]
+        return spec
+
+    def call(self, inputs, reverse=False):
+        if not reverse:
+            return super().call(inputs)
+        kernel = ops.transpose(self.embeddings) if self.tie_weights else self.reverse_embeddings
+        return ops.matmul(inputs, ops.cast(kernel, inputs.dtype))
+
+    def compute_output_shape(self, input_shape, reverse=False):
+        if reverse:
+            return (*input_shape[:-1], self.input_dim)
+        return super().compute_output_shape(input_shape)
+
+    def compute_output_spec(self, inputs, reverse=False):
+        if reverse:
+            return keras.KerasTensor(self.compute_output_shape(inputs.shape, reverse=True), dtype=self.compute_dtype)
+        return super().compute_output_spec(inputs)
+
+    def get_config(self):
+        return {**super().get_config(), "tie_weights": self.tie_weights}
+
+
 class PositionEmbedding(keras.layers.Layer):
     """Learned absolute position embeddings, added for positions ``0 .. seq_len - 1``."""
 

@@ -265,7 +265,7 @@ def _numpy_dtype(name):
     return np.dtype(ml_dtypes.bfloat16) if name == "bfloat16" else np.dtype(name)
 
 
-def _weight_files(root):
+def weight_files(root):
     """The H5 files holding a preset's weights: ``model.weights.h5``, or the shards its index names."""
     if (root / preset.SHARDED_WEIGHTS_FILE).is_file():
         index = preset.read_json(root, preset.SHARDED_WEIGHTS_FILE)
@@ -284,7 +284,7 @@ def _weight_files(root):
     return [preset.WEIGHTS_FILE]
 
 
-def _datasets(h5files):
+def stored_datasets(h5files):
     """Every dataset in the weight files: its path → the file holding it."""
     found = {}
     for name, f in h5files.items():
@@ -345,10 +345,10 @@ def load(backbone, root):
     verifies the files against the manifest first (``preset.verify``).
     """
     plan = layout(backbone).datasets
-    names = _weight_files(root)
+    names = weight_files(root)
     with contextlib.ExitStack() as stack:
         h5files = {name: stack.enter_context(h5py.File(root / name, "r")) for name in names}
-        stored = _datasets(h5files)
+        stored = stored_datasets(h5files)
         wanted = {ds.path: variable_path for variable_path, ds in plan.items()}
         missing = [p for p in wanted if p not in stored]
         if missing:

@@ -180,10 +180,17 @@ class Converter:
     def is_ignored(self, canonical_name):
         return any(re.fullmatch(pattern, canonical_name) for pattern in self.ignore)
 
-    def expected_tensors(self, num_layers):
-        """Every upstream tensor (canonical name) the backbone needs, with the rule that converts it."""
+    def tensor_map(self, arguments):
+        """``tensors`` for a backbone built with ``arguments``; override to add tensors that only
+        some configurations have (an untied LM head, say)."""
+        return self.tensors
+
+    def expected_tensors(self, arguments):
+        """Every upstream tensor (canonical name) a backbone built with ``arguments`` needs, with
+        the rule that converts it."""
+        num_layers = arguments[self.num_layers_arg]
         expected = {}
-        for template, rule in self.tensors.items():
+        for template, rule in self.tensor_map(arguments).items():
             rule = copy(rule) if isinstance(rule, str) else rule
             indices = range(num_layers) if "{i}" in template else [None]
             for i in indices:

@@ -11,7 +11,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import importlib.metadata
-import math
 import threading
 from pathlib import Path
 
@@ -21,7 +20,8 @@ from presetforge import preset
 from presetforge.backbones import weights as backbone_weights
 from presetforge.converters import keras_weights
 from presetforge.converters.base import get_converter
-from presetforge.converters.checkpoint import FLOAT_DTYPES, Checkpoint, Scratch, numpy_dtype
+from presetforge.converters.checkpoint import Checkpoint, Scratch, numpy_dtype
+from presetforge.converters.plan import converted_parts, plan
 from presetforge.errors import ConversionError, PresetError
 from presetforge.tokenizers import HF_TOKENIZER_FILES, Tokenizer, hf_dir_has_tokenizer
 
@@ -39,52 +39,11 @@ class ConversionResult:
     dtype: str
 
 
-@dataclasses.dataclass(frozen=True)
-class _Step:
-    name: str  # as stored upstream
-    rule: object
-
-
 def _installed_version(distribution):
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def _names(names, limit=5):
-    """``tensor 'a' is`` / ``tensors 'a', 'b' are``, listing at most ``limit`` names."""
-    shown = ", ".join(f"'{n}'" for n in sorted(names)[:limit])
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return f"tensor {shown} is" if len(names) == 1 else f"tensors {shown}{more} are"
-
-
-_BLOCK = 1 << 20  # bytes of rows read, transformed and written at a time
-
-
-def _stream(checkpoint, step, writer, dtype, source, cast):
-    """Convert one upstream tensor: a block of rows at a time where its rule allows, else whole.
-
-    Blocks of about 1 MiB stay in the CPU cache from the read to the write (as a
-    plain file copy's buffer does); only rules that need the whole tensor
-    (a transpose) read it whole. A tensor cut into several targets (fused q, k,
-    v) is read once per target, so each target is written front to back: the
-    weights file then only ever grows at its end, which Linux writes fastest.
-    """
-    info = checkpoint.tensors[step.name]
-    if step.rule.rowwise(len(info.shape)) and checkpoint.can_read_rows(step.name) and info.shape[0] > 0:
-        rows = info.shape[0]
-        row_bytes = math.prod(info.shape[1:]) * numpy_dtype(info.dtype).itemsize
-        block = max(1, _BLOCK * len(step.rule.targets) // max(1, row_bytes))
-        for index, variable_path in enumerate(step.rule.targets):
-            for start in range(0, rows, block):
-                array = checkpoint.read_rows(step.name, start, min(start + block, rows), source)
-                part = step.rule(array)[index]
-                writer.write(variable_path, cast.cast(part, dtype), source=step.name, start=start)
-        return
-    array = checkpoint.read_into(step.name, source)
-    for variable_path, part in zip(step.rule.targets, step.rule(array)):
-        writer.write(variable_path, cast.cast(part, dtype), source=step.name)
 
 
 @contextlib.contextmanager
@@ -98,81 +57,6 @@ def _in_background(fn, *args):
         except BaseException:
             cancelled.set()
             raise
-
-
-def _plan(converter, checkpoint, backbone, num_layers):
-    """The conversion steps, after proving coverage from headers alone; returns (steps, ignored names)."""
-    canonical = {}
-    for name in checkpoint.tensors:
-        key = converter.canonical_name(name)
-        if key in canonical:
-            raise ConversionError(
-                f"tensors '{canonical[key]}' and '{name}' both stand for '{key}'; refusing to guess which to use",
-                tensor=name,
-            )
-        canonical[key] = name
-    expected = converter.expected_tensors(num_layers)
-    variables = {v.path: v for v in backbone.weights}
-
-    ignored, steps, unknown, filled = [], [], [], {}
-    for key, name in canonical.items():
-        if key in expected:
-            steps.append(_Step(name, expected[key]))
-        elif converter.is_ignored(key):
-            ignored.append(name)
-        else:
-            unknown.append(name)
-    if unknown:
-        raise ConversionError(
-            f"upstream {_names(unknown)} neither converted nor deliberately ignored by the "
-            f"{converter.name} converter; refusing to drop weights silently",
-            tensor=unknown[0],
-        )
-    missing = [key for key in expected if key not in canonical]
-    if missing:
-        targets = ", ".join(t for key in missing[:3] for t in expected[key].targets)
-        raise ConversionError(
-            f"upstream {_names(missing)} missing from the checkpoint (needed for {targets})", tensor=missing[0]
-        )
-
-    for step in steps:
-        info = checkpoint.tensors[step.name]
-        if info.dtype not in FLOAT_DTYPES:
-            raise ConversionError(
-                f"tensor '{step.name}' is {info.dtype}; only float checkpoints can be converted", tensor=step.name
-            )
-        # The transform on a zero-strided stand-in gives the output shapes without memory.
-        stand_in = np.broadcast_to(np.zeros((), np.float32), info.shape)
-        try:
-            parts = step.rule(stand_in)
-        except ValueError as e:
-            raise ConversionError(
-                f"tensor '{step.name}' of shape {info.shape} cannot be converted: {e}", tensor=step.name
-            ) from None
-        for target, part in zip(step.rule.targets, parts, strict=True):
-            variable = variables.get(target)
-            if variable is None:
-                raise ConversionError(
-                    f"tensor '{step.name}' maps to '{target}', which the backbone does not have", tensor=step.name
-                )
-            if target in filled:
-                raise ConversionError(
-                    f"'{target}' would be filled by both '{filled[target]}' and '{step.name}'", tensor=step.name
-                )
-            filled[target] = step.name
-            if tuple(part.shape) != tuple(variable.shape):
-                raise ConversionError(
-                    f"tensor '{step.name}' {info.shape} gives '{target}' shape {tuple(part.shape)}; "
-                    f"the backbone needs {tuple(variable.shape)}",
-                    tensor=step.name,
-                )
-    for path in variables:
-        if path not in filled:
-            raise ConversionError(f"no upstream tensor fills Keras variable '{path}'", tensor=path)
-    # Write in the backbone's variable order, whatever the checkpoint's storage order,
-    # so the same weights always give the same bytes (HDF5 allocates on first write).
-    position = {path: i for i, path in enumerate(variables)}
-    return sorted(steps, key=lambda s: min(position[t] for t in s.rule.targets)), sorted(ignored)
 
 
 def convert(
@@ -215,7 +99,7 @@ def convert(
         with _in_background(preset.sha256_files, source_dir, source_files) as source_hashes:
             kwargs = converter.backbone_config(checkpoint.config)
             backbone = keras_weights.abstract_backbone(converter.backbone_cls, **kwargs, dtype=dtype)
-            steps, ignored = _plan(converter, checkpoint, backbone, kwargs[converter.num_layers_arg])
+            steps, ignored = plan(converter, checkpoint, backbone, kwargs)
             total_bytes = sum(int(np.prod(v.shape)) * target.itemsize for v in backbone.weights)
             shard = max_shard_size_gb if total_bytes > max_shard_size_gb * 1024**3 else None
             try:
@@ -246,7 +130,8 @@ def convert(
                     # stays under twice the largest tensor, and is touched once, not per tensor.
                     source, cast = Scratch(), Scratch()
                     for done, step in enumerate(steps, 1):
-                        _stream(checkpoint, step, writer, target, source, cast)
+                        for variable_path, start, part in converted_parts(checkpoint, step, target, source, cast):
+                            writer.write(variable_path, part, source=step.name, start=start)
                         checkpoint.release(step.name)
                         if progress is not None:
                             progress(done, len(steps), step.name)

@@ -1,7 +1,7 @@
 """GPT-2 (``model_type`` ``gpt2``) → ``GPT2Backbone``."""
 
 from presetforge.backbones import GPT2Backbone
-from presetforge.converters.base import HF_ACTIVATIONS, Converter, register, split
+from presetforge.converters.base import HF_ACTIVATIONS, Converter, register, split, transpose
 
 _L = "transformer_layer_{i}"
 
@@ -11,7 +11,7 @@ class GPT2Converter(Converter):
     backbone_cls = GPT2Backbone
     prefixes = ("transformer.",)  # GPT2LMHeadModel and friends
     ignore = (
-        r"lm_head\.weight",  # tied to wte (untied heads are refused below)
+        r"lm_head\.weight",  # when tied to wte (an untied head is converted, see tensor_map)
         r"h\.\d+\.attn\.(masked_)?bias",  # causal-mask buffers of older checkpoints
     )
     required = {
@@ -19,7 +19,6 @@ class GPT2Converter(Converter):
         "scale_attn_by_inverse_layer_idx": (False, "scale attention scores by 1/(layer_idx + 1)"),
         "reorder_and_upcast_attn": (False, "scale keys before the product and upcast attention"),
         "add_cross_attention": (False, "cross-attention blocks"),
-        "tie_word_embeddings": (True, "an output head separate from the token embedding"),
     }
     # GPT-2's Conv1D weights are already [in, out], like Keras Dense kernels.
     tensors = {
@@ -53,7 +52,13 @@ class GPT2Converter(Converter):
             max_sequence_length=config.get("n_positions", 1024),
             layer_norm_epsilon=config.get("layer_norm_epsilon", 1e-5),
             activation=self.pick(config, "activation_function", HF_ACTIVATIONS, default="gelu_new"),
+            tie_word_embeddings=config.get("tie_word_embeddings", True),
         )
+
+    def tensor_map(self, arguments):
+        if arguments["tie_word_embeddings"]:
+            return self.tensors
+        return {**self.tensors, "lm_head.weight": transpose("token_embedding/reverse_embeddings")}
 
     def reference_stages(self, model):
         blocks = {f"layer_{i}": block for i, block in enumerate(model.h)}

@@ -37,7 +37,7 @@ def test_low_precision_presets_load_as_that_dtype(tmp_path, dtype):
 def test_bfloat16_is_stored_as_keras_stores_it(tmp_path):
     convert(make_gpt2(tmp_path / "hf"), tmp_path / "preset", dtype="bfloat16")
     with h5py.File(tmp_path / "preset" / "model.weights.h5") as f:
-        dataset = f["layers/embedding/vars/0"]
+        dataset = f["layers/reversible_embedding/vars/0"]
         assert dataset.attrs["dtype"] == "bfloat16" and dataset.dtype.itemsize == 2
 
 

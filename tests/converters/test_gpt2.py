@@ -2,8 +2,10 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from presetforge import Backbone, PresetforgeError
 from presetforge.converters import convert, get_converter
@@ -80,6 +82,7 @@ def test_config_mapping_defaults_follow_transformers():
         max_sequence_length=1024,
         layer_norm_epsilon=1e-5,
         activation="gelu_approximate",
+        tie_word_embeddings=True,
     )
 
 
@@ -95,7 +98,6 @@ def test_unknown_activation_is_refused():
         ("reorder_and_upcast_attn", True),
         ("scale_attn_weights", False),
         ("add_cross_attention", True),
-        ("tie_word_embeddings", False),
     ],
 )
 def test_unimplemented_flags_are_refused(tmp_path, flag, value):
@@ -106,3 +108,15 @@ def test_unimplemented_flags_are_refused(tmp_path, flag, value):
         convert(source, tmp_path / "preset")
     assert isinstance(info.value, PresetforgeError) and "only implements" in str(info.value)
     assert leftovers(tmp_path / "preset") == []
+
+
+def test_an_untied_head_converts_and_a_missing_one_is_refused(tmp_path):
+    source = make_gpt2(tmp_path / "hf", model_class="GPT2LMHeadModel", tie_word_embeddings=False)
+    convert(source, tmp_path / "preset")
+    head = Backbone.from_preset(tmp_path / "preset").token_embedding.reverse_embeddings.numpy()
+    np.testing.assert_array_equal(head, load_file(source / "model.safetensors")["lm_head.weight"].numpy().T)
+
+    rewrite_tensors(source, lambda tensors: {k: v for k, v in tensors.items() if k != "lm_head.weight"})
+    with pytest.raises(ConversionError, match="upstream tensor 'lm_head.weight' is missing from the checkpoint"):
+        convert(source, tmp_path / "other")
+    assert leftovers(tmp_path / "other") == []
