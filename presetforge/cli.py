@@ -81,22 +81,26 @@ def _parity_table(report):
 def _verdict(report, preset_dir):
     tok = report.tokenizer
     tokenizer = (f"identical ids on {tok.texts} texts" if tok.passed else f"{len(tok.mismatches)} texts differ") if tok.checked else f"not checked ({tok.reason})"
-    out.print(f"tokenizer: {tokenizer}")
+    out.print(f"weights: {report.weights.describe()}", markup=False)
+    if report.top1_line():
+        out.print(f"logits: {report.top1_line()}", markup=False)
+    out.print(f"tokenizer: {tokenizer}", markup=False)
     if report.passed:
         out.print(f"[bold green]VERIFIED[/] {preset_dir} (worst max abs error {report.worst_max_abs:.2e})")
         return EXIT_OK
-    first = report.first_failing_stage or "tokenizer"
-    out.print(f"[bold red]PARITY FAILED[/] {preset_dir}: first diverging stage '{first}'; see parity.md")
+    out.print("[bold red]PARITY FAILED[/] ", end="")
+    out.print(f"{preset_dir}: {report.first_failure}; see parity.md", markup=False)
     return EXIT_PARITY_FAILED
 
 
-def run_check(preset_dir, reference, write, as_json):
-    """Check parity, optionally store the report in the preset; return the exit code."""
+def run_check(preset_dir, reference, write, as_json, name=None):
+    """Check parity, optionally store the report (and model card, naming ``name``) in the preset;
+    return the exit code."""
     from presetforge.checks import parity, report as report_lib
 
     report = parity.check(preset_dir, reference)
     if write:
-        report_lib.write(Path(preset_dir), report)
+        report_lib.write(Path(preset_dir), report, name=name)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
         return EXIT_OK if report.passed else EXIT_PARITY_FAILED
@@ -139,12 +143,13 @@ def _upstream(source):
 @click.option("--dtype", type=DTYPES, default="float32", show_default=True, help="Dtype of the stored weights.")
 @click.option("--check/--no-check", default=True, show_default=True, help="Run the parity gate after converting.")
 @click.option("--json", "as_json", is_flag=True, help="Print the parity report (or push summary) as JSON.")
+@click.option("--name", help="The preset's catalog name, for its model card (catalog sources use their own).")
 @click.option("--push", is_flag=True, help="Publish verified catalog presets to their targets.")
 @click.option("--dry-run", is_flag=True, help="With a catalog family or preset: show the plan only.")
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("out/presets"), show_default=True,
               help="Where catalog presets are converted.")
 @_clear_errors
-def convert_command(source, output, dtype, check, as_json, push, dry_run, workdir):
+def convert_command(source, output, dtype, check, as_json, name, push, dry_run, workdir):
     """Convert SOURCE into a preset, then verify it.
 
     SOURCE is a local HF checkpoint directory or hf://org/repo[@revision] (give -o),
@@ -166,7 +171,7 @@ def convert_command(source, output, dtype, check, as_json, push, dry_run, workdi
     if not check:
         out.print("[yellow]not verified[/]: --no-check given; run `presetforge check` before publishing")
         sys.exit(EXIT_OK)
-    sys.exit(run_check(result.output, checkpoint, write=True, as_json=as_json))
+    sys.exit(run_check(result.output, checkpoint, write=True, as_json=as_json, name=name))
 
 
 def _convert_catalog(family, dtype, push, dry_run, workdir, as_json):
@@ -210,8 +215,9 @@ def _convert_catalog(family, dtype, push, dry_run, workdir, as_json):
 @click.option("--write/--no-write", default=True, show_default=True,
               help="Store the report in the preset (local directories only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.option("--name", help="The preset's catalog name, for the model card written with the report.")
 @_clear_errors
-def check_command(preset, reference, write, as_json):
+def check_command(preset, reference, write, as_json, name):
     """Check PRESET against its upstream reference, layer by layer.
 
     PRESET is a preset directory, or a catalog preset or family (the nightly job:
@@ -221,7 +227,7 @@ def check_command(preset, reference, write, as_json):
         sys.exit(_check_published(preset, as_json))
     if reference is None:
         raise PresetforgeError("give the upstream checkpoint with --reference")
-    sys.exit(run_check(Path(preset), _local_checkpoint(reference), write=write, as_json=as_json))
+    sys.exit(run_check(Path(preset), _local_checkpoint(reference), write=write, as_json=as_json, name=name))
 
 
 def _check_published(family, as_json):
@@ -307,7 +313,7 @@ def demo_command(workdir):
     result = _convert(source, preset_dir, "float32", show_progress=True)
     out.print(f"converted {result.backbone_class}, {result.parameter_count:,} parameters")
     out.print("[bold]2/3 parity gate[/] against transformers (float32, eager attention)")
-    code = run_check(result.output, source, write=True, as_json=False)
+    code = run_check(result.output, source, write=True, as_json=False, name=demo.PRESET_NAME)
     if code:
         sys.exit(code)
     registry = local.default_root()

@@ -26,6 +26,11 @@ MANIFEST_FILE = "manifest.json"
 TOKENIZER_CONFIG_FILE = "tokenizer.json"
 WEIGHTS_FILE = "model.weights.h5"
 SHARDED_WEIGHTS_FILE = "model.weights.json"
+REPORT_FILES = ("parity.json", "parity.md", "parity.png")
+CARD_FILE = "README.md"
+# Files that describe a preset rather than shape what it computes: the report is
+# bound to every other file, so they are the only ones it may sit beside unbound.
+UNBOUND_FILES = (METADATA_FILE, *REPORT_FILES, CARD_FILE, MANIFEST_FILE)
 
 _SLICE = 64 << 20  # hashed per call
 _SMALL_RANGE = 1 << 20  # read rather than mapped
@@ -272,6 +277,22 @@ def weights_digest(root):
     if missing:
         raise IntegrityError(missing[0], "present but not listed in the manifest")
     joined = "".join(f"{name}:{files[name]['sha256']}\n" for name in names)
+    return hashlib.sha256(joined.encode()).hexdigest()
+
+
+def behaviour_digest(root):
+    """One sha256 over every file that shapes what the preset computes, by their manifest entries.
+
+    That is every file but ``UNBOUND_FILES``: config, weights, tokenizer and
+    assets. A parity report is bound to this value, so editing any of those
+    files (the manifest rewritten or not) un-verifies the preset, while
+    writing the report, its metadata summary and the model card does not.
+    """
+    files = read_json(root, MANIFEST_FILE)["files"]
+    bound = sorted(name for name in files if name not in UNBOUND_FILES)
+    if not any(name in files for name in weights_files(root)):
+        raise PresetError(f"{root} holds no weights")
+    joined = "".join(f"{name}:{files[name]['sha256']}:{files[name]['size']}\n" for name in bound)
     return hashlib.sha256(joined.encode()).hexdigest()
 
 

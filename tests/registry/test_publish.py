@@ -30,7 +30,7 @@ def verified_master(tmp_path_factory):
 
 @pytest.fixture
 def verified(verified_master, tmp_path):
-    """A private copy of a verified tiny GPT-2 preset (publishing adds its model card)."""
+    """A private copy of a verified tiny GPT-2 preset, model card included."""
     return shutil.copytree(verified_master, tmp_path / "tiny-gpt2")
 
 
@@ -40,20 +40,30 @@ def _same_outputs(a, b):
         np.testing.assert_array_equal(left, right)
 
 
-def test_publish_to_both_hubs_and_load_back_bitwise(standin_hub, verified):
-    outcomes = publish.publish(verified, [HF_TARGET, KAGGLE_TARGET])
-    assert [o.status for o in outcomes] == ["published", "published"]
+def _snapshot(root):
+    """Every file of a directory with its bytes, and its modification time: what 'unchanged' means."""
+    return {p.relative_to(root).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_publish_to_both_hubs_and_load_back_bitwise(standin_hub, verified, tmp_path):
+    before = _snapshot(verified)
+    outcomes = publish.publish(verified, [HF_TARGET, KAGGLE_TARGET, str(tmp_path / "registry")])
+    assert _snapshot(verified) == before  # publishing reads the verified preset, never writes it
+    assert [o.status for o in outcomes] == ["published", "published", "published"]
     commit = outcomes[0].handle.rsplit("@", 1)[1]
     assert standin_hub.hf.head("standin/tiny-gpt2") == commit
     assert outcomes[1].handle == f"{KAGGLE_TARGET}/1"
 
     _same_outputs(verified, HF_TARGET)
     _same_outputs(verified, f"{KAGGLE_TARGET}/1")
-    card = standin_hub.hf.files("standin/tiny-gpt2")["README.md"].decode()
+    # Every target holds exactly the verified bytes, model card included.
+    files = {name: data for name, (data, _) in before.items()}
+    assert {n: d for n, d in standin_hub.hf.files("standin/tiny-gpt2").items() if n != ".gitattributes"} == files
+    assert standin_hub.kaggle.files("standin", "tiny-gpt2", "keras", "base") == files
+    assert {n: d for n, (d, _) in _snapshot(tmp_path / "registry/local/tiny-gpt2/tiny-gpt2/1").items()} == files
+    card = files["README.md"].decode()
     assert card.startswith("---\nlibrary_name: keras\nlicense: other\n")
-    assert "Parity verified against transformers.GPT2Model" in card and "| layer_1 |" in card
-    kaggle_files = standin_hub.kaggle.files("standin", "tiny-gpt2", "keras", "base")
-    assert kaggle_files["README.md"].decode() == card
+    assert "Parity verified against transformers.GPT2LMHeadModel" in card and "| logits |" in card
 
 
 def test_second_publish_uploads_nothing_and_new_versions_carry_notes(standin_hub, verified):
@@ -72,7 +82,8 @@ def test_second_publish_uploads_nothing_and_new_versions_carry_notes(standin_hub
     assert [o.status for o in publish.publish(verified, [KAGGLE_TARGET])] == ["published"]
     model = standin_hub.kaggle.models[("standin", "tiny-gpt2")]
     notes = model.instances[("keras", "base")].versions[-1].notes
-    assert "Parity verified against transformers.GPT2Model" in notes and "worst max abs error" in notes
+    assert "Parity verified against transformers.GPT2LMHeadModel" in notes and "worst max abs error" in notes
+    assert "every weight element equals the converted upstream value" in notes
 
 
 def test_unverified_and_tampered_presets_are_refused_before_any_upload(standin_hub, verified, tmp_path):
@@ -84,7 +95,7 @@ def test_unverified_and_tampered_presets_are_refused_before_any_upload(standin_h
     backbone = Backbone.from_preset(verified)
     backbone.weights[3].assign(np.asarray(backbone.weights[3].numpy()) * 1.5)
     backbone.save_to_preset(verified)  # a valid manifest, but other weights than those checked
-    with pytest.raises(publish.PublishError, match="made for other weights"):
+    with pytest.raises(publish.PublishError, match="made for other files"):
         publish.publish(verified, [HF_TARGET, KAGGLE_TARGET])
 
     (verified / "model.weights.h5").write_bytes(b"not weights")
@@ -96,9 +107,10 @@ def test_unverified_and_tampered_presets_are_refused_before_any_upload(standin_h
 def test_missing_credentials_fail_before_any_work(standin_hub, verified, monkeypatch):
     monkeypatch.delenv("KAGGLE_USERNAME")
     monkeypatch.delenv("KAGGLE_KEY")
+    before = _snapshot(verified)
     with pytest.raises(UnauthorizedError, match="no Kaggle credentials"):
         publish.publish(verified, [HF_TARGET, KAGGLE_TARGET])
-    assert not (verified / "README.md").exists()
+    assert _snapshot(verified) == before
     assert standin_hub.log == []
 
 
@@ -147,8 +159,13 @@ def test_dropped_blob_upload_is_a_clear_failure(standin_hub, verified, monkeypat
     assert standin_hub.kaggle.versions("standin", "tiny-gpt2", "keras", "base") == []
 
 
-def test_cli_publish_dry_run_uploads_nothing(standin_hub, verified):
-    result = CliRunner().invoke(main, ["publish", str(verified), "--to", HF_TARGET, "--dry-run"])
+def test_cli_publish_dry_run_changes_nothing_anywhere(standin_hub, verified, tmp_path):
+    before = _snapshot(verified)
+    registry = tmp_path / "registry"
+    targets = [HF_TARGET, KAGGLE_TARGET, str(registry)]
+    result = CliRunner().invoke(main, ["publish", str(verified), *(a for t in targets for a in ("--to", t)), "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert "would publish hf://standin/tiny-gpt2" in result.output
+    assert "would publish hf://standin/tiny-gpt2" in result.output and result.output.count("would publish") == 3
     assert standin_hub.requests_to("commit", "POST") == []
+    assert standin_hub.kaggle.versions("standin", "tiny-gpt2", "keras", "base") == []
+    assert _snapshot(verified) == before and not registry.exists()

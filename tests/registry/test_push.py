@@ -88,6 +88,6 @@ def test_nightly_check_of_published_presets(standin_hub, gpt2_catalog, tmp_path)
     assert result.exit_code == 0, result.output
     reports = json.loads(result.output)
     assert reports["gpt2_medium_en"] is None
-    assert reports["gpt2_base_en"]["passed"] is True and len(reports["gpt2_base_en"]["stages"]) == 4
+    assert reports["gpt2_base_en"]["passed"] is True and len(reports["gpt2_base_en"]["stages"]) == 5
     table = CliRunner().invoke(main, ["check", "gpt2"])
     assert table.exit_code == 0 and "passed" in table.output and "unpublished" in table.output, table.output
