@@ -220,8 +220,12 @@ def keras_hub_python(cache=CACHE):
 # -- fresh-process runs -----------------------------------------------------------------
 
 
-def run_worker(python, task, *args, timeout=1800):
-    """One measurement in a fresh process: the worker's JSON, plus the process's own wall time."""
+def run_worker(python, task, *args, timeout=1800, tree=None):
+    """One measurement in a fresh process: the worker's JSON, plus the process's own wall time.
+
+    ``tree``: the presetforge source tree to import (default: this checkout, for the main Python);
+    another checkout measures an earlier version side by side.
+    """
     env = {
         **os.environ,
         "KERAS_BACKEND": "torch",
@@ -229,8 +233,8 @@ def run_worker(python, task, *args, timeout=1800):
         "PYTHONPATH": "",
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
-    if Path(python) == MAIN_PYTHON:
-        env["PYTHONPATH"] = str(REPO)
+    if tree is not None or Path(python) == MAIN_PYTHON:
+        env["PYTHONPATH"] = str(tree or REPO)
     start = time.perf_counter()
     done = subprocess.run(
         [str(python), str(WORKER), task, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout
@@ -301,13 +305,14 @@ def settle():
 def interleaved(contenders, repeat, once=()):
     """Run each contender ``repeat`` times (those in ``once``: once), round-robin, each run in a fresh process.
 
-    ``contenders`` maps a label to ``(python, task, args, before)``; returns label →
-    summary (median time, largest peak above baseline, every run's time), or the error text.
+    ``contenders`` maps a label to ``(python, task, args, before)``, optionally with a fifth
+    element, the source tree to import (see ``run_worker``); returns label → summary (median
+    time, largest peak above baseline, every run's time), or the error text.
     """
     runs = {label: [] for label in contenders}
     errors = {}
     for round_ in range(repeat):
-        for label, (python, task, args, before) in contenders.items():
+        for label, (python, task, args, before, *tree) in contenders.items():
             if label in errors or (label in once and runs[label]):
                 continue
             if before is not None:
@@ -315,7 +320,7 @@ def interleaved(contenders, repeat, once=()):
             settle()
             log(f"  [{round_ + 1}/{repeat}] {label} …")
             try:
-                runs[label].append(run_worker(python, task, *args))
+                runs[label].append(run_worker(python, task, *args, tree=tree[0] if tree else None))
             except (RuntimeError, subprocess.TimeoutExpired) as e:
                 errors[label] = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
                 log(f"    failed: {e}")
@@ -378,8 +383,8 @@ def render(table, checks):
     return "\n".join(lines)
 
 
-def argument_parser(doc):
-    """The options both benchmarks take: sizes, repeats, whether to run keras-hub."""
+def argument_parser(doc, keras_hub=True):
+    """The options the benchmarks take: sizes, repeats, and (where it runs) whether to run keras-hub."""
     import argparse
 
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
@@ -387,5 +392,6 @@ def argument_parser(doc):
     parser.add_argument(
         "--repeat", type=int, default=None, help="runs per contender (default: 5, 3 for xl; keras-hub runs once on xl)"
     )
-    parser.add_argument("--keras-hub", choices=("auto", "yes", "no"), default="auto")
+    if keras_hub:
+        parser.add_argument("--keras-hub", choices=("auto", "yes", "no"), default="auto")
     return parser

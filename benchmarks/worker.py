@@ -13,6 +13,7 @@ import resource
 import shutil
 import sys
 import time
+from pathlib import Path
 
 
 def _peak_kib():
@@ -41,6 +42,12 @@ def _copy_userspace(src, dst, chunk=1024 * 1024):
 
 def _imports(task):
     """The task's callable, after importing everything it needs (so imports are not timed)."""
+    if task == "presetforge-check":  # the gate as `presetforge check` runs it: report written into the preset
+        import transformers  # noqa: F401  (imported by the check itself; not timed)
+
+        from presetforge.checks import parity, report
+
+        return lambda preset, reference: report.write(Path(preset), parity.check(preset, reference))
     if task.startswith("presetforge-"):
         import presetforge
         from presetforge.converters import convert
