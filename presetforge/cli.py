@@ -299,7 +299,12 @@ def publish_command(preset, targets, name, license_id, dry_run, record):
 @_clear_errors
 def demo_command(workdir):
     """Offline demo: convert the real all-MiniLM-L6-v2, verify it, publish it into the local
-    registry (PRESETFORGE_REGISTRY), load it back by name, compare sentences."""
+    registry (PRESETFORGE_REGISTRY), load it back by name, compare sentences.
+
+    The name loads the local copy because the catalog has not pinned all_minilm_l6_v2_en to a
+    hub publication yet: an unpinned catalog name means what was last published into the
+    user's own registry (at the catalog's architecture and size). Once pinned, the name loads
+    only the pinned manifest, and this local copy only if it is that very preset."""
     from presetforge import demo
     from presetforge.backbones import Backbone
     from presetforge.registry import local, publish

@@ -251,13 +251,32 @@ def weights_size(backbone):
     return sum(int(np.prod(v.shape)) * np.dtype(_numpy_dtype(v.dtype)).itemsize for v in backbone.weights)
 
 
+@contextlib.contextmanager
+def _untracked_creation_order():
+    """h5py's default, no creation-order index, whatever ``h5py.get_config().track_order``
+    a user's code set: Keras's H5 store leaves it to that global, which changes the bytes."""
+    config = h5py.get_config()
+    saved = config.track_order
+    config.track_order = False
+    try:
+        yield
+    finally:
+        config.track_order = saved
+
+
 def save(backbone, stage, max_shard_size_gb=DEFAULT_MAX_SHARD_SIZE_GB):
-    """Write the weights into a preset stage: one file, or shards past ``max_shard_size_gb``."""
+    """Write the weights into a preset stage: one file, or shards past ``max_shard_size_gb``.
+
+    The same weights give the same bytes at any time: Keras's store writes the
+    oldest HDF5 format through h5py's defaults, which keep no timestamps; the one
+    default a process can change globally is pinned here.
+    """
     stage.remove("model*.weights.*")
-    if weights_size(backbone) > max_shard_size_gb * 1024**3:
-        backbone.save_weights(stage.file(preset.SHARDED_WEIGHTS_FILE), max_shard_size=max_shard_size_gb)
-    else:
-        backbone.save_weights(stage.file(preset.WEIGHTS_FILE))
+    with _untracked_creation_order():
+        if weights_size(backbone) > max_shard_size_gb * 1024**3:
+            backbone.save_weights(stage.file(preset.SHARDED_WEIGHTS_FILE), max_shard_size=max_shard_size_gb)
+        else:
+            backbone.save_weights(stage.file(preset.WEIGHTS_FILE))
 
 
 def _numpy_dtype(name):

@@ -60,7 +60,7 @@ def render(report, metadata, name=None):
         "",
         f"- upstream: `{source.get('repo_id')}` revision `{source.get('revision')}`",
         f"- converter: {metadata.get('converter', {}).get('name')} {metadata.get('converter', {}).get('version')}",
-        f"- keras {metadata.get('keras_version')}, transformers {metadata.get('transformers_version')}, "
+        f"- keras {metadata.get('keras_version')}, checked against transformers {report.reference.get('transformers_version')}, "
         f"presetforge {metadata.get('presetforge_version')}",
         f"- parameters: {metadata.get('parameter_count'):,}, dtype {metadata.get('dtype')}",
         "",

@@ -10,7 +10,6 @@ H5 layout) inside ``preset.writing``, so a failure leaves nothing behind.
 import concurrent.futures
 import contextlib
 import dataclasses
-import importlib.metadata
 import threading
 from pathlib import Path
 
@@ -39,11 +38,6 @@ class ConversionResult:
     dtype: str
 
 
-def _installed_version(distribution):
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 @contextlib.contextmanager
@@ -118,8 +112,9 @@ def convert(
                     "files": None,  # filled below, once hashed
                     "ignored_tensors": ignored,
                 },
+                # Nothing about this machine (paths, clock, installed transformers, which
+                # conversion never uses): the same inputs give the same preset anywhere.
                 "converter": {"name": converter.name, "version": converter.version},
-                "transformers_version": _installed_version("transformers"),
                 "tensor_count": len(steps),
             }
             tokenizer = Tokenizer.from_hf_dir(source_dir) if has_tokenizer else None

@@ -50,12 +50,19 @@ def _early_allocation():
 def _create(path, layout, file_name, order):
     """Create one weights file of ``layout``: its groups (with attributes) in Keras's
     order, then its datasets, storage allocated, in ``order``. Returns the open file
-    and ``{variable path: dataset}``. The same calls give the same bytes."""
-    h5file = h5py.File(path, "w")
+    and ``{variable path: dataset}``.
+
+    The same calls give the same bytes, whenever and wherever they run: the
+    oldest file format (version 1 object headers, where groups hold no
+    timestamps), no dataset timestamps, and no creation-order index, each
+    stated here rather than left to h5py's defaults or its global config
+    (``h5py.get_config().track_order``), which a user's code may change.
+    """
+    h5file = h5py.File(path, "w", libver="earliest", track_order=False)
     try:
         for name, group, attrs in layout.groups:
             if name == file_name:
-                h5group = h5file.create_group(group)
+                h5group = h5file.create_group(group, track_order=False)
                 for k, v in attrs.items():
                     h5group.attrs[k] = v
         datasets = {}
@@ -64,7 +71,12 @@ def _create(path, layout, file_name, order):
             if ds.file != file_name:
                 continue
             dataset = h5file[ds.group].create_dataset(
-                ds.key, shape=ds.shape, dtype=numpy_dtype(ds.dtype), dcpl=_early_allocation()
+                ds.key,
+                shape=ds.shape,
+                dtype=numpy_dtype(ds.dtype),
+                dcpl=_early_allocation(),
+                track_times=False,
+                track_order=False,
             )
             if ds.dtype == "bfloat16":
                 dataset.attrs["dtype"] = "bfloat16"

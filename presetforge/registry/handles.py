@@ -84,32 +84,64 @@ def coordinates(name):
 
 
 def _resolve_builtin(name):
-    """A built-in preset: from the local registry if it holds one, else its pinned publication,
-    whose downloaded manifest must be the one the catalog recorded."""
+    """The one preset a catalog name stands for, never a look-alike.
+
+    The catalog pins each name to the manifest sha256 of its newest confirmed
+    publication. A local-registry version with exactly that manifest is used as
+    is; otherwise the newest publication holding it is downloaded and must prove
+    that identity (``IntegrityError`` if not). No other copy loads by the name.
+
+    A catalog preset not yet published to any hub has no pin; what a user
+    published into their own local registry under its name (the offline demo
+    does) then loads, the newest version, provided it is the catalog's
+    architecture at the catalog's size, so a toy published as ``gpt2_base_en``
+    never passes for it. Once the catalog pins the name, the pin alone decides.
+    """
     entry = catalog.entry(name)
     if entry is None:
         known = ", ".join(sorted(catalog.entries()))
         raise HandleError(f"unknown preset '{name}'; built-in presets are: {known}")
-    held = local.latest(local.default_root(), *coordinates(name))
+    root, coords = local.default_root(), coordinates(name)
+    pin = catalog.pin(name)
+    if pin is None:
+        return _published_locally(name, entry, root, coords)
+    held = local.holding(root, *coords, pin)
     if held is not None:
         return held
-    if not entry["published"]:
-        raise HandleError(f"preset '{name}' is in the catalog but has not been published yet")
     failure = None
-    for record in entry["published"]:
+    for record in catalog.publications(name, pin):
         try:
             path = hub.download(parse(record["handle"]))
         except HubError as e:
             failure = e
             continue
         identity = preset.verify(path)
-        if identity != record["manifest_sha256"]:
+        if identity != pin:
             raise IntegrityError(
-                preset.MANIFEST_FILE,
-                f"{record['handle']} has manifest sha256 {identity}, the catalog pins {record['manifest_sha256']}",
+                preset.MANIFEST_FILE, f"{record['handle']} has manifest sha256 {identity}, the catalog pins {pin}"
             )
         return path
     raise failure
+
+
+def _published_locally(name, entry, root, coords):
+    """The newest local-registry version of an unpinned catalog preset, if it is the catalog's model."""
+    held = local.latest(root, *coords)
+    if held is None:
+        raise HandleError(
+            f"preset '{name}' is in the catalog but has not been published yet "
+            f"(neither to a hub nor into the local registry {root})"
+        )
+    metadata = preset.read_json(held, preset.METADATA_FILE)
+    metadata = metadata if isinstance(metadata, dict) else {}
+    found = (metadata.get("backbone_class"), metadata.get("parameter_count"))
+    wanted = (entry["backbone_class"], entry["parameter_count"])
+    if found != wanted:
+        raise HandleError(
+            f"the local registry's {held} holds a {found[0]} of {found[1]} parameters, not the catalog's "
+            f"{name} (a {wanted[0]} of {wanted[1]} parameters); refusing to load it by that name"
+        )
+    return held
 
 
 _checkpoint_converter = None

@@ -1,8 +1,12 @@
 """The local registry: a directory laid out like the hubs, ``owner/model/variation/version``.
 
-It is the offline default: built-in presets published into it load without a
-network, and it takes the same publish gate as the hubs. ``PRESETFORGE_REGISTRY``
-names it; otherwise it lives in the user's cache directory.
+It is the offline default, filled only by ``publish`` (behind the same gate as
+the hubs), which appends a version whenever the preset differs from the newest
+one: so the newest version is always what was last published into it, the
+registry's own record. A catalog name loads from it a version holding exactly
+the catalog's pinned manifest; only a catalog preset never published to a hub
+loads the newest local version by its name (see ``handles``).
+``PRESETFORGE_REGISTRY`` names it; otherwise it lives in the user's cache directory.
 """
 
 import os
@@ -33,6 +37,15 @@ def latest(root, owner, model, variation):
     """The newest version's directory, or ``None``."""
     held = versions(root, owner, model, variation)
     return Path(root) / owner / model / variation / str(held[-1]) if held else None
+
+
+def holding(root, owner, model, variation, manifest_sha256):
+    """The newest version whose manifest has this sha256, or ``None``."""
+    for version in reversed(versions(root, owner, model, variation)):
+        manifest = Path(root) / owner / model / variation / str(version) / preset.MANIFEST_FILE
+        if manifest.is_file() and preset.sha256_file(manifest) == manifest_sha256:
+            return manifest.parent
+    return None
 
 
 def publish(preset_dir, root, owner, model, variation):

@@ -1,7 +1,14 @@
 """The maintainer's pipeline for catalog presets: download upstream at the pinned revision,
-convert, check, publish to the catalog's targets, record what the hubs confirmed."""
+convert, check, publish to the catalog's targets, record what the hubs confirmed.
+
+An upstream revision that is not a commit (a branch such as ``main``, or none) is resolved to
+the commit it points at before anything is downloaded; that commit is converted, recorded as
+the preset's provenance and, once a hub confirms the preset, written into the catalog, so the
+next run converts the very same files (and finds every target up to date).
+"""
 
 import dataclasses
+import re
 from pathlib import Path
 
 from presetforge.checks import parity, report as report_lib
@@ -33,10 +40,22 @@ def names_for(family_or_name):
     return names
 
 
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
 def upstream_handle(name):
     """``hf://repo@revision`` of a catalog preset's pinned upstream checkpoint."""
     source = catalog.entry(name)["source"]
     return f"{source['handle']}@{source['revision']}" if source.get("revision") else source["handle"]
+
+
+def pinned_upstream(name):
+    """The catalog preset's upstream as ``HFHandle(repo, commit)``: a branch (or no revision,
+    the default branch) is resolved to the commit it points at now, asking the Hub."""
+    upstream = handles.parse(upstream_handle(name))
+    if upstream.revision and _COMMIT.fullmatch(upstream.revision):
+        return upstream
+    return handles.HFHandle(upstream.repo_id, hub.hf_head(upstream.repo_id, upstream.revision))
 
 
 def push_one(name, workdir, dtype="float32", push=True, dry_run=False, progress=None):
@@ -45,7 +64,7 @@ def push_one(name, workdir, dtype="float32", push=True, dry_run=False, progress=
     if dry_run:
         return PushResult(name, "planned")
     try:
-        upstream = handles.parse(upstream_handle(name))
+        upstream = pinned_upstream(name)
         source = hub.download(upstream)
         output = Path(workdir) / name
         convert(source, output, dtype=dtype, progress=progress, source_repo=upstream.repo_id, revision=upstream.revision)
@@ -61,6 +80,8 @@ def push_one(name, workdir, dtype="float32", push=True, dry_run=False, progress=
         outcomes = publish.publish(output, entry["targets"], name=name, record=True)
     except PresetforgeError as e:
         return PushResult(name, "publish failed", report.worst_max_abs, error=str(e))
+    if any(o.status in ("published", "up to date") for o in outcomes):
+        catalog.record_source_revision(name, upstream.revision)  # what the confirmed preset came from
     failed = [o for o in outcomes if o.status == "failed"]
     status = "publish failed" if failed else "published"
     return PushResult(name, status, report.worst_max_abs, outcomes, "; ".join(o.error for o in failed) or None)
