@@ -18,6 +18,8 @@ import json
 import math
 import mmap
 import os
+import pickle
+import re
 import sys
 from pathlib import Path
 
@@ -216,9 +218,17 @@ class Checkpoint:
             path = self.root / name
             try:
                 state_dict = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except Exception as e:  # legacy (non-zip) files cannot be mapped; pickles of code are refused
+            except pickle.UnpicklingError as e:  # weights_only refused an object that is not a tensor
+                wanted = re.search(r"unsupported GLOBAL (\S+)", str(e))
                 raise ConversionError(
-                    f"cannot load {path} with torch.load(weights_only=True, mmap=True): {e}; "
+                    f"refusing to unpickle {path}: it asks for "
+                    f"{wanted[1] if wanted else 'objects other than tensors'}, which could run code; "
+                    "only plain tensors are loaded from .bin files (use safetensors)"
+                ) from None
+            except Exception as e:  # legacy (non-zip) files cannot be mapped
+                reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+                raise ConversionError(
+                    f"cannot load {path} with torch.load(weights_only=True, mmap=True): {reason}; "
                     "re-save the checkpoint with a recent torch or as safetensors"
                 ) from None
             if not isinstance(state_dict, dict):
