@@ -219,7 +219,7 @@ class Checkpoint:
             try:
                 state_dict = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             except pickle.UnpicklingError as e:  # weights_only refused an object that is not a tensor
-                wanted = re.search(r"unsupported GLOBAL (\S+)", str(e))
+                wanted = re.search(r"GLOBAL ([\w.]+)", str(e))
                 raise ConversionError(
                     f"refusing to unpickle {path}: it asks for "
                     f"{wanted[1] if wanted else 'objects other than tensors'}, which could run code; "
