@@ -1,5 +1,8 @@
 """Exceptions with one clear line each, so the CLI can print them without a traceback."""
 
+import contextlib
+import re
+
 
 class PresetforgeError(Exception):
     """Base class of every error presetforge raises on purpose."""
@@ -52,3 +55,23 @@ class ConversionError(PresetforgeError):
     def __init__(self, message, tensor=None):
         self.tensor = tensor
         super().__init__(message)
+
+
+@contextlib.contextmanager
+def hdf5_errors(path):
+    """Turn HDF5's multi-line I/O failures into one line.
+
+    A full disk, say, surfaces from h5py as a ``RuntimeError`` (or an errno-less
+    ``OSError``) holding HDF5's whole error stack; the ``errno`` inside it
+    becomes a plain ``OSError`` naming ``path``. Anything without one is left
+    as it is: it is not an I/O failure, and its traceback matters.
+    """
+    try:
+        yield
+    except (RuntimeError, OSError) as e:
+        found = None if isinstance(e, OSError) and e.errno is not None else re.search(
+            r"errno = (\d+), error message = '([^']*)'", str(e)
+        )
+        if found is None:
+            raise
+        raise OSError(int(found[1]), found[2], str(path)) from None

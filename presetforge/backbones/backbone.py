@@ -4,7 +4,7 @@ import keras
 
 from presetforge import preset
 from presetforge.backbones import lora, weights
-from presetforge.errors import PresetError
+from presetforge.errors import PresetError, hdf5_errors
 from presetforge.registry import catalog, handles
 from presetforge.version import __version__
 
@@ -126,7 +126,7 @@ class Backbone(keras.Model):
         ``metadata`` adds entries (provenance, parity summary) to the generated
         ``metadata.json``. Files other writers put there (a tokenizer) are kept.
         """
-        with preset.writing(preset_dir) as stage:
+        with preset.writing(preset_dir) as stage, hdf5_errors(preset_dir):
             weights.save(self, stage, max_shard_size_gb)
             self._stage_config_and_metadata(stage, metadata)
 

@@ -21,7 +21,7 @@ from presetforge.converters import keras_weights
 from presetforge.converters.base import get_converter
 from presetforge.converters.checkpoint import Checkpoint, Scratch, numpy_dtype
 from presetforge.converters.plan import converted_parts, plan
-from presetforge.errors import ConversionError, PresetError
+from presetforge.errors import ConversionError, PresetError, hdf5_errors
 from presetforge.tokenizers import HF_TOKENIZER_FILES, Tokenizer, hf_dir_has_tokenizer
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -118,7 +118,7 @@ def convert(
                 "tensor_count": len(steps),
             }
             tokenizer = Tokenizer.from_hf_dir(source_dir) if has_tokenizer else None
-            with preset.writing(output_dir, carry_over=False) as stage:
+            with preset.writing(output_dir, carry_over=False) as stage, hdf5_errors(output_dir):
                 order = [path for step in steps for path in step.rule.targets]  # datasets placed as written
                 with keras_weights.Writer(stage, layout, order) as writer:
                     # Two reused buffers (what was read; a part cast or made contiguous): memory
