@@ -1,0 +1,105 @@
+"""Damaged and tampered presets: named in one line, never loaded, never published."""
+
+import json
+import shutil
+
+import pytest
+
+from presetforge import Backbone, IntegrityError, preset
+from presetforge.checks import parity, report as report_lib
+from presetforge.converters import convert
+from presetforge.registry import publish
+from tests.checkpoints import make_gpt2
+from tests.faults.conftest import assert_one_clear_line, cli, tree
+from tests.faults.table import Fault
+
+AREA = "preset"
+
+
+def _flip_byte(root):
+    path = root / preset.WEIGHTS_FILE
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _rewrite_manifest(root):
+    preset.write_json(root / preset.MANIFEST_FILE, preset.build_manifest(root))
+
+
+def _tampered_weights(root):
+    import h5py
+
+    with h5py.File(root / preset.WEIGHTS_FILE, "r+") as f:
+        dataset = f["layers/position_embedding/vars/0"]
+        dataset[31, 0] = 0.0
+    _rewrite_manifest(root)
+
+
+def _tampered_config(root):
+    config = json.loads((root / preset.CONFIG_FILE).read_text())
+    config["config"]["layer_norm_epsilon"] = 0.5
+    (root / preset.CONFIG_FILE).write_text(json.dumps(config))
+    _rewrite_manifest(root)
+
+
+FAULTS = (
+    Fault("flipped-byte", AREA, "one bit of the weights file flipped", "refused on load, check and publish, "
+          "naming the file", r"integrity check failed for 'model\.weights\.h5': sha256 does not match"),
+    Fault("missing-file", AREA, "a file the manifest lists is gone", "refused, naming the file",
+          r"integrity check failed for 'tokenizer\.json': listed in the manifest but missing"),
+    Fault("extra-file", AREA, "a file the manifest does not list", "refused, naming the file",
+          r"integrity check failed for 'notes\.txt': present but not listed in the manifest"),
+    Fault("tampered-weights", AREA, "one weight changed and the manifest rewritten to match",
+          "loads, but is no longer verified: publish refuses; check exits 1 naming the variable and index",
+          r"'position_embedding/embeddings' differs at index \(31, 0\)"),
+    Fault("tampered-config", AREA, "`config.json` edited and the manifest rewritten to match",
+          "no longer verified: publish refuses; check exits 1 naming the argument",
+          r"config argument 'layer_norm_epsilon' is 0\.5"),
+)
+
+DAMAGE = {
+    "flipped-byte": _flip_byte,
+    "missing-file": lambda root: (root / preset.TOKENIZER_CONFIG_FILE).unlink(),
+    "extra-file": lambda root: (root / "notes.txt").write_text("hello"),
+}
+TAMPER = {"tampered-weights": _tampered_weights, "tampered-config": _tampered_config}
+
+
+@pytest.fixture(scope="module")
+def verified(tmp_path_factory):
+    root = tmp_path_factory.mktemp("verified")
+    source = make_gpt2(root / "hf", tokenizer=True)
+    convert(source, root / "preset")
+    report_lib.write(root / "preset", parity.check(root / "preset", source))
+    return source, root / "preset"
+
+
+@pytest.mark.parametrize("fault", [f for f in FAULTS if f.id in DAMAGE], ids=lambda f: f.id)
+def test_damaged_preset(fault, verified, tmp_path, no_network):
+    source, master = verified
+    damaged = shutil.copytree(master, tmp_path / "preset")
+    DAMAGE[fault.id](damaged)
+    before = tree(damaged)
+    with pytest.raises(IntegrityError, match=fault.message):
+        Backbone.from_preset(damaged)
+    assert_one_clear_line(cli("check", damaged, "--reference", source), fault.message)
+    assert_one_clear_line(cli("publish", damaged, "--to", "hf://standin/damaged"), fault.message)
+    registry = tmp_path / "registry"
+    assert_one_clear_line(cli("publish", damaged, "--to", registry), fault.message)
+    assert tree(damaged) == before and not registry.exists()
+
+
+@pytest.mark.parametrize("fault", [f for f in FAULTS if f.id in TAMPER], ids=lambda f: f.id)
+def test_tampered_preset(fault, verified, tmp_path, no_network):
+    source, master = verified
+    tampered = shutil.copytree(master, tmp_path / "preset")
+    TAMPER[fault.id](tampered)
+    assert_one_clear_line(cli("publish", tampered, "--to", "hf://standin/tampered"), "made for other files")
+    result = cli("check", tampered, "--reference", source)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert any(line.startswith("PARITY FAILED") for line in result.stdout.splitlines()), result.stdout
+    import re
+
+    assert re.search(fault.message, " ".join(result.stdout.split())), result.stdout
+    assert_one_clear_line(cli("publish", tampered, "--to", "hf://standin/tampered"), "its parity check failed")
