@@ -9,14 +9,17 @@ that what it loads is exactly what was written.
 import concurrent.futures
 import contextlib
 import datetime
+import errno
 import hashlib
 import json
 import mmap
 import os
+import re
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
+from presetforge import atomic
 from presetforge.errors import IntegrityError, PresetError
 
 FORMAT_VERSION = 1
@@ -336,41 +339,247 @@ def _carry_over(source, stage_root):
             shutil.copy2(source / name, dest)
 
 
+# -- committing a stage ----------------------------------------------------------
+
+_fault_hook = None
+"""Tests only: a callable given the name of each step of a commit as ``writing`` passes it
+(``_step``), so a test can kill the process between any two."""
+
+
+def _step(name):
+    if _fault_hook is not None:
+        _fault_hook(name)
+
+
+def _sibling(target, kind):
+    """A fresh hidden name beside ``target`` for a ``kind`` of transient entry (see ``_leftover_pattern``)."""
+    return target.with_name(f".{target.name}.{secrets.token_hex(8)}.{kind}")
+
+
+def _leftover_pattern(target):
+    """What writers of ``target`` name their transient entries: stages, versions (where there is
+    no exchange, see ``_swap_into_place``) and the links that swap versions in."""
+    return re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{16}}\.(staging|version|link)")
+
+
+def _new_stage(target):
+    """A new staging directory beside ``target`` and the lock that marks it live, as ``(path, lock)``.
+
+    It is made under another name and renamed once locked, so no other writer
+    ever sees it unlocked while this process lives (see ``_remove_leftovers``).
+    """
+    birth = _sibling(target, "new")
+    os.mkdir(birth)
+    lock = None
+    try:
+        lock = atomic.lock_directory(birth)
+        root = birth.with_suffix(".staging")
+        os.rename(birth, root)
+    except BaseException:
+        atomic.unlock(lock)
+        shutil.rmtree(birth, ignore_errors=True)
+        raise
+    return root, lock
+
+
+def _in_use(target, entry):
+    """Whether the leftover ``entry`` may still be needed: the version ``target`` links to, or any
+    version while ``target`` is missing (a replace that died in its one window left the old preset there)."""
+    if not _is_version_of(target, entry.name):
+        return False
+    if not os.path.lexists(target):
+        return True
+    return target.is_symlink() and os.readlink(target) == entry.name
+
+
+def _discard(path):
+    """Remove a file, link or directory tree; what is already gone is no error."""
+    if os.path.islink(path) or os.path.isfile(path):
+        Path(path).unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_leftovers(target):
+    """Remove what dead writers of ``target`` left beside it: stages, unused versions, links.
+
+    Only entries no live process holds (their lock can be taken) are touched,
+    and never one still in use (``_in_use``). Where the system has no locks, nothing is.
+    """
+    pattern = _leftover_pattern(target)
+    for entry in target.parent.iterdir():
+        if not pattern.fullmatch(entry.name) or _in_use(target, entry):
+            continue
+        try:
+            lock = atomic.lock_directory(entry)
+        except OSError:  # gone meanwhile, or a link to a version that is: the link is garbage
+            if entry.is_symlink() and not entry.exists():
+                _discard(entry)
+            continue
+        if lock is None:
+            continue
+        try:
+            if not _in_use(target, entry):
+                _discard(entry)
+        finally:
+            atomic.unlock(lock)
+
+
+def _sync_tree(root):
+    """Flush every file below ``root``, then every directory, deepest first, to the disk."""
+    for top, _, filenames in os.walk(root, topdown=False):
+        for filename in filenames:
+            atomic.fsync_file(os.path.join(top, filename))
+        atomic.fsync_directory(top)
+
+
 @contextlib.contextmanager
 def writing(target, carry_over=True):
-    """Stage a preset for ``target`` and rename it into place when the block succeeds.
+    """Stage a preset for ``target`` and swap it into place when the block succeeds.
 
     If ``target`` already holds a preset and ``carry_over`` is true, its files
     are carried into the stage first, so several writers (backbone, tokenizer,
     parity report) can each add their part; with ``carry_over=False`` the new
-    preset replaces it whole. A failure anywhere leaves ``target`` as it was.
+    preset replaces it whole. A failure anywhere, or a crash at any moment,
+    leaves ``target`` holding the old preset or the new one, whole (see
+    ``_swap_into_place``), and the new one is on the disk before it is in place.
+    What a crashed writer left beside the target is removed by the next one.
     """
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
     is_preset = (target / MANIFEST_FILE).is_file()
-    if target.exists() and not is_preset and (not target.is_dir() or any(target.iterdir())):
+    existed = os.path.lexists(target)
+    if existed and not is_preset and (not target.is_dir() or any(target.iterdir())):
         raise PresetError(f"{target} exists and is not a preset; refusing to overwrite it")
-    stage_root = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staging", dir=target.parent))
+    _remove_leftovers(target)
+    stage_root, lock = _new_stage(target)
     stage = Stage(stage_root)
     try:
         if is_preset and carry_over:
             _carry_over(target, stage_root)
         yield stage
+        _step("staged")
         write_json(stage_root / MANIFEST_FILE, build_manifest(stage_root, stage._known_digests()))
         stage._close()
-        _swap_into_place(stage_root, target)
+        _step("manifest written")
+        _sync_tree(stage_root)
+        _step("synced")
+        _swap_into_place(stage_root, target, replace=existed)
     except BaseException:
         stage._close()
-        shutil.rmtree(stage_root, ignore_errors=True)
+        _discard(stage_root)
         raise
+    finally:
+        atomic.unlock(lock)
 
 
-def _swap_into_place(stage_root, target):
-    """Rename the stage onto ``target``, moving any old preset aside first."""
-    if not target.exists():
-        os.rename(stage_root, target)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".retired", dir=target.parent))
-    os.rename(target, retired / "old")
-    os.rename(stage_root, target)
-    shutil.rmtree(retired, ignore_errors=True)
+def _swap_into_place(stage_root, target, replace):
+    """Put the complete, flushed stage at ``target``: a crash at any moment leaves the old preset or the new one.
+
+    A preset already there is exchanged with the stage in one step (Linux
+    ``renameat2``, macOS ``renamex_np``), then removed from the stage's path.
+    Where the filesystem cannot exchange (NFS, Windows), presets live in
+    versioned directories (``.<name>.<token>.version``) with ``target`` a
+    symbolic link to the current one, replaced in one ``os.replace``. A
+    target that is still a real directory there is moved aside first: the one
+    moment, once per target, when nothing is at it; a crash then leaves the
+    old preset whole in a ``.version`` directory beside it. A first write
+    (``replace`` false: nothing was at the target when the write began)
+    never replaces: a preset another writer put there meanwhile is a ``PresetError``.
+    """
+    if replace:
+        retired = _replace(stage_root, target)
+    else:
+        retired = None
+        try:
+            _create(stage_root, target)
+        except OSError as e:
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            raise PresetError(f"another writer created {target} meanwhile; not overwriting it") from None
+    atomic.fsync_directory(target.parent)
+    _step("parent synced")
+    if retired is not None:
+        _retire(retired, target)
+        _step("removed")
+
+
+def _versioned(stage_root, target):
+    """Rename the stage to a new version directory of ``target``; return its path."""
+    version = _sibling(target, "version")
+    os.rename(stage_root, version)
+    _step("versioned")
+    return version
+
+
+def _create(stage_root, target):
+    """Rename the stage to the absent ``target`` without replacing anything that appears meanwhile."""
+    try:
+        atomic.rename_noreplace(stage_root, target)
+    except atomic.Unsupported:
+        version = _versioned(stage_root, target)
+        try:
+            os.symlink(version.name, target, target_is_directory=True)
+        except FileExistsError:
+            _discard(version)
+            raise
+        except OSError:  # no symbolic links here: the directory itself goes in
+            try:
+                os.rename(version, target)
+            except OSError:
+                _discard(version)
+                raise
+    _step("created")
+
+
+def _replace(stage_root, target):
+    """Swap the stage in for the preset at ``target``; return where the old one now is (or ``None``)."""
+    try:
+        atomic.exchange(stage_root, target)
+        _step("swapped")
+        return stage_root
+    except atomic.Unsupported:
+        pass
+    version = _versioned(stage_root, target)
+    new = version
+    try:
+        link = _sibling(target, "link")
+        try:
+            os.symlink(version.name, link, target_is_directory=True)
+            new = link
+            _step("linked")
+        except OSError:  # no symbolic links here: the directory itself goes in
+            pass
+        if target.is_symlink():
+            current = os.readlink(target)
+            retired = target.parent / current if _is_version_of(target, current) else None
+            os.replace(new, target)
+        else:
+            retired = _sibling(target, "version")
+            os.rename(target, retired)
+            _step("retired")
+            try:
+                os.rename(new, target)
+            except BaseException:
+                os.rename(retired, target)
+                raise
+    except BaseException:
+        _discard(new)
+        _discard(version)
+        raise
+    _step("swapped")
+    return retired
+
+
+def _is_version_of(target, name):
+    """Whether ``name`` is one of ``target``'s version directories (a name beside it, never a path)."""
+    return name.endswith(".version") and _leftover_pattern(target).fullmatch(name) is not None
+
+
+def _retire(old, target):
+    """Remove the old preset at ``old``: a directory, or a link whose own version directory goes too."""
+    if os.path.islink(old):
+        current = os.readlink(old)
+        if _is_version_of(target, current):
+            _discard(target.parent / current)
+    _discard(old)
