@@ -14,9 +14,11 @@ import hashlib
 import json
 import mmap
 import os
+import posixpath
 import re
 import secrets
 import shutil
+import stat
 from pathlib import Path
 
 from presetforge import atomic
@@ -32,6 +34,7 @@ SHARDED_WEIGHTS_FILE = "model.weights.json"
 
 _SLICE = 64 << 20  # hashed per call
 _SMALL_RANGE = 1 << 20  # read rather than mapped
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows would translate line ends without it
 
 
 def hash_range(digest, fd, offset, size, cancelled=None):
@@ -72,15 +75,20 @@ def hash_range(digest, fd, offset, size, cancelled=None):
         offset += n
 
 
+def _sha256_fd(fd, cancelled=None):
+    """Hex sha256 of the whole open file ``fd`` (see ``hash_range``)."""
+    digest = hashlib.sha256()
+    hash_range(digest, fd, 0, os.fstat(fd).st_size, cancelled)
+    return digest.hexdigest()
+
+
 def sha256_file(path, cancelled=None):
     """Hex sha256 of a file, hashed in slices so large weights never sit in memory (see ``hash_range``)."""
-    digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | _O_BINARY)
     try:
-        hash_range(digest, fd, 0, os.fstat(fd).st_size, cancelled)
+        return _sha256_fd(fd, cancelled)
     finally:
         os.close(fd)
-    return digest.hexdigest()
 
 
 def sha256_files(root, names, cancelled=None):
@@ -151,11 +159,17 @@ def read_json(root, name):
     """Parse ``root/name``; a missing or malformed file is a ``PresetError`` naming it."""
     path = Path(root) / name
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise PresetError(f"{path} is missing") from None
-    except json.JSONDecodeError as e:
+    return _parse_json(data, path)
+
+
+def _parse_json(data, path):
+    """``data``, the bytes of the file ``path``, parsed as UTF-8 JSON; else a ``PresetError`` naming it."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PresetError(f"{path} is not valid JSON: {e}") from None
 
 
@@ -167,48 +181,106 @@ def write_json(path, obj):
 
 
 _BACKGROUND_MIN_SIZE = 1 << 20  # smaller files are hashed on the spot
+# Files are opened relative to the preset's directory, once, where the system allows.
+_DIR_FD = os.open in os.supports_dir_fd and os.stat in os.supports_dir_fd and hasattr(os, "fwalk")
+
+
+def _files_at(dir_fd):
+    """``_files`` of the directory open as ``dir_fd``."""
+    names = []
+    for top, _, filenames, top_fd in os.fwalk(".", dir_fd=dir_fd):
+        for filename in filenames:
+            try:
+                regular = stat.S_ISREG(os.stat(filename, dir_fd=top_fd).st_mode)
+            except FileNotFoundError:  # a dangling link
+                continue
+            name = posixpath.normpath(posixpath.join(top, filename))
+            if regular and name != MANIFEST_FILE:
+                names.append(name)
+    return sorted(names)
 
 
 class Verification:
     """A preset's files checked against its manifest, the large ones hashed in background threads.
 
-    Construction checks at once everything cheap: the manifest is there, no file
-    is missing or extra, every size matches, every small file (config, metadata,
-    index) has its sha256. It then starts hashing the large files (the weights)
-    and returns, so the caller can build the model meanwhile. ``result()`` waits
+    Construction opens the preset's directory and each of its files once and
+    checks at once everything cheap: the manifest is there, no file is missing
+    or extra, every size matches, every small file (config, metadata, index)
+    has its sha256. It then starts hashing the large files (the weights) and
+    returns, so the caller can build the model meanwhile. ``result()`` waits
     for them and returns the preset's identity, or raises ``IntegrityError``
-    naming the first file (in manifest order) that differs. As a context
-    manager, leaving the block waits for the result; an ``IntegrityError`` then
-    supersedes any exception the block raised.
+    naming the first file (in manifest order) that differs.
+
+    Readers take the files from here (``read_bytes``, ``read_json``, ``open``),
+    never by path again: they then read the very bytes that were hashed, even
+    if the preset is replaced on disk meanwhile. (A preset's files are never
+    written in place; only a rename could change what a path names.)
+
+    As a context manager, leaving the block waits for the result and closes
+    the files; an ``IntegrityError`` then supersedes any exception the block raised.
     """
 
     def __init__(self, root):
         root = Path(root)
         if not root.is_dir():
             raise PresetError(f"{root} is not a directory")
-        manifest_path = root / MANIFEST_FILE
-        if not manifest_path.is_file():
-            raise IntegrityError(MANIFEST_FILE, f"missing from {root}; is this a presetforge preset?")
-        self.identity = sha256_file(manifest_path)
-        self._expected = read_json(root, MANIFEST_FILE).get("files", {})
-        present = set(_files(root))
+        self.root = root
+        self._fds = {}
+        self._small = {}
+        self._pool = None
+        self._pending = {}
+        self._outcome = None
+        self._dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY) if _DIR_FD else None
+        try:
+            self._check()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, name):
+        if self._dir_fd is None:
+            return os.open(self.root / name, os.O_RDONLY | _O_BINARY)
+        return os.open(name, os.O_RDONLY, dir_fd=self._dir_fd)
+
+    def _check(self):
+        try:
+            fd = self._open(MANIFEST_FILE)
+        except FileNotFoundError:
+            raise IntegrityError(MANIFEST_FILE, f"missing from {self.root}; is this a presetforge preset?") from None
+        with os.fdopen(fd, "rb") as f:
+            manifest = f.read()
+        self.identity = hashlib.sha256(manifest).hexdigest()
+        self._expected = _parse_json(manifest, self.root / MANIFEST_FILE).get("files", {})
+        present = set(_files_at(self._dir_fd) if self._dir_fd is not None else _files(self.root))
         for name in sorted(set(self._expected) - present):
             raise IntegrityError(name, "listed in the manifest but missing")
         for name in sorted(present - set(self._expected)):
             raise IntegrityError(name, "present but not listed in the manifest")
         large = []
         for name, entry in self._expected.items():
-            size = (root / name).stat().st_size
+            try:
+                self._fds[name] = self._open(name)
+            except FileNotFoundError:  # removed since the listing
+                raise IntegrityError(name, "listed in the manifest but missing") from None
+            size = os.fstat(self._fds[name]).st_size
             if size != entry["size"]:
                 raise IntegrityError(name, f"size is {size} bytes, manifest says {entry['size']}")
             if size >= _BACKGROUND_MIN_SIZE:
                 large.append(name)
         for name, entry in self._expected.items():
-            if name not in large and sha256_file(root / name) != entry["sha256"]:
-                raise IntegrityError(name, "sha256 does not match the manifest")
+            if name not in large:
+                with self.open(name) as f:
+                    data = f.read()
+                if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                    raise IntegrityError(name, "sha256 does not match the manifest")
+                self._small[name] = data
         self._pool = _hash_pool(len(large)) if large else None
-        self._pending = {name: self._pool.submit(sha256_file, root / name) for name in large}
-        self._outcome = None
+        self._pending = {name: self._pool.submit(_sha256_fd, self._fds[name]) for name in large}
+
+    @property
+    def files(self):
+        """The names of the preset's files, as its manifest lists them (the manifest itself aside)."""
+        return list(self._expected)
 
     def result(self):
         """Wait for the background hashes; the preset's identity, or ``IntegrityError``."""
@@ -227,18 +299,57 @@ class Verification:
             raise self._outcome
         return self._outcome
 
+    def open(self, name):
+        """An unbuffered binary file reading the verified file ``name``, from its start.
+
+        It shares the verified descriptor's position: read one at a time per
+        file. A large file is handed out only once its hash matched (this waits).
+        """
+        if name not in self._fds:
+            raise PresetError(f"{self.root / name} is missing")
+        if name in self._pending:
+            self.result()
+        f = os.fdopen(os.dup(self._fds[name]), "rb", buffering=0)
+        f.seek(0)
+        return f
+
+    def read_bytes(self, name):
+        """The verified bytes of the file ``name``."""
+        if name in self._small:
+            return self._small[name]
+        with self.open(name) as f:
+            return f.read()
+
+    def read_json(self, name):
+        """The verified file ``name`` parsed as JSON; malformed JSON is a ``PresetError`` naming it."""
+        return _parse_json(self.read_bytes(name), self.root / name)
+
+    def close(self):
+        """Stop hashing and close the files (readers from ``open`` keep their own)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
+
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.result()
-            return False
         try:
-            self.result()
-        except IntegrityError as integrity:
-            raise integrity from exc
-        return False
+            if exc_type is None:
+                self.result()
+                return False
+            try:
+                self.result()
+            except IntegrityError as integrity:
+                raise integrity from exc
+            return False
+        finally:
+            self.close()
 
 
 def verify(root):
@@ -248,7 +359,8 @@ def verify(root):
     unexpected, resized or altered file raises ``IntegrityError`` naming it.
     Large files are hashed in parallel threads.
     """
-    return Verification(root).result()
+    with Verification(root) as verification:
+        return verification.result()
 
 
 def weights_files(root):
