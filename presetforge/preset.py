@@ -1,9 +1,11 @@
 """Preset format v1: the files of a preset directory, their manifest, and atomic writes.
 
 A preset is immutable once written. Writers fill a staging directory beside the
-target and rename it into place, so a reader never sees half a preset, and
-``manifest.json`` (sha256 and size of every other file) lets a reader prove
-that what it loads is exactly what was written.
+target, flush it to the disk and swap it into place in one step, so neither a
+reader nor a crash ever finds half a preset (``writing``), and ``manifest.json``
+(sha256 and size of every other file) lets a reader prove that what it loads
+is exactly what was written (``Verification``, which also hands out the bytes
+it checked).
 """
 
 import concurrent.futures
