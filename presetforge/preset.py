@@ -1,22 +1,29 @@
 """Preset format v1: the files of a preset directory, their manifest, and atomic writes.
 
 A preset is immutable once written. Writers fill a staging directory beside the
-target and rename it into place, so a reader never sees half a preset, and
-``manifest.json`` (sha256 and size of every other file) lets a reader prove
-that what it loads is exactly what was written.
+target, flush it to the disk and swap it into place in one step, so neither a
+reader nor a crash ever finds half a preset (``writing``), and ``manifest.json``
+(sha256 and size of every other file) lets a reader prove that what it loads
+is exactly what was written (``Verification``, which also hands out the bytes
+it checked).
 """
 
 import concurrent.futures
 import contextlib
 import datetime
+import errno
 import hashlib
 import json
 import mmap
 import os
+import posixpath
+import re
+import secrets
 import shutil
-import tempfile
+import stat
 from pathlib import Path
 
+from presetforge import atomic
 from presetforge.errors import IntegrityError, PresetError
 
 FORMAT_VERSION = 1
@@ -34,6 +41,7 @@ UNBOUND_FILES = (METADATA_FILE, *REPORT_FILES, CARD_FILE, MANIFEST_FILE)
 
 _SLICE = 64 << 20  # hashed per call
 _SMALL_RANGE = 1 << 20  # read rather than mapped
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows would translate line ends without it
 
 
 def hash_range(digest, fd, offset, size, cancelled=None):
@@ -74,15 +82,20 @@ def hash_range(digest, fd, offset, size, cancelled=None):
         offset += n
 
 
+def _sha256_fd(fd, cancelled=None):
+    """Hex sha256 of the whole open file ``fd`` (see ``hash_range``)."""
+    digest = hashlib.sha256()
+    hash_range(digest, fd, 0, os.fstat(fd).st_size, cancelled)
+    return digest.hexdigest()
+
+
 def sha256_file(path, cancelled=None):
     """Hex sha256 of a file, hashed in slices so large weights never sit in memory (see ``hash_range``)."""
-    digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | _O_BINARY)
     try:
-        hash_range(digest, fd, 0, os.fstat(fd).st_size, cancelled)
+        return _sha256_fd(fd, cancelled)
     finally:
         os.close(fd)
-    return digest.hexdigest()
 
 
 def sha256_files(root, names, cancelled=None):
@@ -153,11 +166,17 @@ def read_json(root, name):
     """Parse ``root/name``; a missing or malformed file is a ``PresetError`` naming it."""
     path = Path(root) / name
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise PresetError(f"{path} is missing") from None
-    except json.JSONDecodeError as e:
+    return _parse_json(data, path)
+
+
+def _parse_json(data, path):
+    """``data``, the bytes of the file ``path``, parsed as UTF-8 JSON; else a ``PresetError`` naming it."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PresetError(f"{path} is not valid JSON: {e}") from None
 
 
@@ -169,48 +188,106 @@ def write_json(path, obj):
 
 
 _BACKGROUND_MIN_SIZE = 1 << 20  # smaller files are hashed on the spot
+# Files are opened relative to the preset's directory, once, where the system allows.
+_DIR_FD = os.open in os.supports_dir_fd and os.stat in os.supports_dir_fd and hasattr(os, "fwalk")
+
+
+def _files_at(dir_fd):
+    """``_files`` of the directory open as ``dir_fd``."""
+    names = []
+    for top, _, filenames, top_fd in os.fwalk(".", dir_fd=dir_fd):
+        for filename in filenames:
+            try:
+                regular = stat.S_ISREG(os.stat(filename, dir_fd=top_fd).st_mode)
+            except FileNotFoundError:  # a dangling link
+                continue
+            name = posixpath.normpath(posixpath.join(top, filename))
+            if regular and name != MANIFEST_FILE:
+                names.append(name)
+    return sorted(names)
 
 
 class Verification:
     """A preset's files checked against its manifest, the large ones hashed in background threads.
 
-    Construction checks at once everything cheap: the manifest is there, no file
-    is missing or extra, every size matches, every small file (config, metadata,
-    index) has its sha256. It then starts hashing the large files (the weights)
-    and returns, so the caller can build the model meanwhile. ``result()`` waits
+    Construction opens the preset's directory and each of its files once and
+    checks at once everything cheap: the manifest is there, no file is missing
+    or extra, every size matches, every small file (config, metadata, index)
+    has its sha256. It then starts hashing the large files (the weights) and
+    returns, so the caller can build the model meanwhile. ``result()`` waits
     for them and returns the preset's identity, or raises ``IntegrityError``
-    naming the first file (in manifest order) that differs. As a context
-    manager, leaving the block waits for the result; an ``IntegrityError`` then
-    supersedes any exception the block raised.
+    naming the first file (in manifest order) that differs.
+
+    Readers take the files from here (``read_bytes``, ``read_json``, ``open``),
+    never by path again: they then read the very bytes that were hashed, even
+    if the preset is replaced on disk meanwhile. (A preset's files are never
+    written in place; only a rename could change what a path names.)
+
+    As a context manager, leaving the block waits for the result and closes
+    the files; an ``IntegrityError`` then supersedes any exception the block raised.
     """
 
     def __init__(self, root):
         root = Path(root)
         if not root.is_dir():
             raise PresetError(f"{root} is not a directory")
-        manifest_path = root / MANIFEST_FILE
-        if not manifest_path.is_file():
-            raise IntegrityError(MANIFEST_FILE, f"missing from {root}; is this a presetforge preset?")
-        self.identity = sha256_file(manifest_path)
-        self._expected = read_json(root, MANIFEST_FILE).get("files", {})
-        present = set(_files(root))
+        self.root = root
+        self._fds = {}
+        self._small = {}
+        self._pool = None
+        self._pending = {}
+        self._outcome = None
+        self._dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY) if _DIR_FD else None
+        try:
+            self._check()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, name):
+        if self._dir_fd is None:
+            return os.open(self.root / name, os.O_RDONLY | _O_BINARY)
+        return os.open(name, os.O_RDONLY, dir_fd=self._dir_fd)
+
+    def _check(self):
+        try:
+            fd = self._open(MANIFEST_FILE)
+        except FileNotFoundError:
+            raise IntegrityError(MANIFEST_FILE, f"missing from {self.root}; is this a presetforge preset?") from None
+        with os.fdopen(fd, "rb") as f:
+            manifest = f.read()
+        self.identity = hashlib.sha256(manifest).hexdigest()
+        self._expected = _parse_json(manifest, self.root / MANIFEST_FILE).get("files", {})
+        present = set(_files_at(self._dir_fd) if self._dir_fd is not None else _files(self.root))
         for name in sorted(set(self._expected) - present):
             raise IntegrityError(name, "listed in the manifest but missing")
         for name in sorted(present - set(self._expected)):
             raise IntegrityError(name, "present but not listed in the manifest")
         large = []
         for name, entry in self._expected.items():
-            size = (root / name).stat().st_size
+            try:
+                self._fds[name] = self._open(name)
+            except FileNotFoundError:  # removed since the listing
+                raise IntegrityError(name, "listed in the manifest but missing") from None
+            size = os.fstat(self._fds[name]).st_size
             if size != entry["size"]:
                 raise IntegrityError(name, f"size is {size} bytes, manifest says {entry['size']}")
             if size >= _BACKGROUND_MIN_SIZE:
                 large.append(name)
         for name, entry in self._expected.items():
-            if name not in large and sha256_file(root / name) != entry["sha256"]:
-                raise IntegrityError(name, "sha256 does not match the manifest")
+            if name not in large:
+                with self.open(name) as f:
+                    data = f.read()
+                if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                    raise IntegrityError(name, "sha256 does not match the manifest")
+                self._small[name] = data
         self._pool = _hash_pool(len(large)) if large else None
-        self._pending = {name: self._pool.submit(sha256_file, root / name) for name in large}
-        self._outcome = None
+        self._pending = {name: self._pool.submit(_sha256_fd, self._fds[name]) for name in large}
+
+    @property
+    def files(self):
+        """The names of the preset's files, as its manifest lists them (the manifest itself aside)."""
+        return list(self._expected)
 
     def result(self):
         """Wait for the background hashes; the preset's identity, or ``IntegrityError``."""
@@ -229,18 +306,57 @@ class Verification:
             raise self._outcome
         return self._outcome
 
+    def open(self, name):
+        """An unbuffered binary file reading the verified file ``name``, from its start.
+
+        It shares the verified descriptor's position: read one at a time per
+        file. A large file is handed out only once its hash matched (this waits).
+        """
+        if name not in self._fds:
+            raise PresetError(f"{self.root / name} is missing")
+        if name in self._pending:
+            self.result()
+        f = os.fdopen(os.dup(self._fds[name]), "rb", buffering=0)
+        f.seek(0)
+        return f
+
+    def read_bytes(self, name):
+        """The verified bytes of the file ``name``."""
+        if name in self._small:
+            return self._small[name]
+        with self.open(name) as f:
+            return f.read()
+
+    def read_json(self, name):
+        """The verified file ``name`` parsed as JSON; malformed JSON is a ``PresetError`` naming it."""
+        return _parse_json(self.read_bytes(name), self.root / name)
+
+    def close(self):
+        """Stop hashing and close the files (readers from ``open`` keep their own)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
+
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.result()
-            return False
         try:
-            self.result()
-        except IntegrityError as integrity:
-            raise integrity from exc
-        return False
+            if exc_type is None:
+                self.result()
+                return False
+            try:
+                self.result()
+            except IntegrityError as integrity:
+                raise integrity from exc
+            return False
+        finally:
+            self.close()
 
 
 def verify(root):
@@ -250,7 +366,8 @@ def verify(root):
     unexpected, resized or altered file raises ``IntegrityError`` naming it.
     Large files are hashed in parallel threads.
     """
-    return Verification(root).result()
+    with Verification(root) as verification:
+        return verification.result()
 
 
 def weights_files(root):
@@ -357,41 +474,247 @@ def _carry_over(source, stage_root):
             shutil.copy2(source / name, dest)
 
 
+# -- committing a stage ----------------------------------------------------------
+
+_fault_hook = None
+"""Tests only: a callable given the name of each step of a commit as ``writing`` passes it
+(``_step``), so a test can kill the process between any two."""
+
+
+def _step(name):
+    if _fault_hook is not None:
+        _fault_hook(name)
+
+
+def _sibling(target, kind):
+    """A fresh hidden name beside ``target`` for a ``kind`` of transient entry (see ``_leftover_pattern``)."""
+    return target.with_name(f".{target.name}.{secrets.token_hex(8)}.{kind}")
+
+
+def _leftover_pattern(target):
+    """What writers of ``target`` name their transient entries: stages, versions (where there is
+    no exchange, see ``_swap_into_place``) and the links that swap versions in."""
+    return re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{16}}\.(staging|version|link)")
+
+
+def _new_stage(target):
+    """A new staging directory beside ``target`` and the lock that marks it live, as ``(path, lock)``.
+
+    It is made under another name and renamed once locked, so no other writer
+    ever sees it unlocked while this process lives (see ``_remove_leftovers``).
+    """
+    birth = _sibling(target, "new")
+    os.mkdir(birth)
+    lock = None
+    try:
+        lock = atomic.lock_directory(birth)
+        root = birth.with_suffix(".staging")
+        os.rename(birth, root)
+    except BaseException:
+        atomic.unlock(lock)
+        shutil.rmtree(birth, ignore_errors=True)
+        raise
+    return root, lock
+
+
+def _in_use(target, entry):
+    """Whether the leftover ``entry`` may still be needed: the version ``target`` links to, or any
+    version while ``target`` is missing (a replace that died in its one window left the old preset there)."""
+    if not _is_version_of(target, entry.name):
+        return False
+    if not os.path.lexists(target):
+        return True
+    return target.is_symlink() and os.readlink(target) == entry.name
+
+
+def _discard(path):
+    """Remove a file, link or directory tree; what is already gone is no error."""
+    if os.path.islink(path) or os.path.isfile(path):
+        Path(path).unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_leftovers(target):
+    """Remove what dead writers of ``target`` left beside it: stages, unused versions, links.
+
+    Only entries no live process holds (their lock can be taken) are touched,
+    and never one still in use (``_in_use``). Where the system has no locks, nothing is.
+    """
+    pattern = _leftover_pattern(target)
+    for entry in target.parent.iterdir():
+        if not pattern.fullmatch(entry.name) or _in_use(target, entry):
+            continue
+        try:
+            lock = atomic.lock_directory(entry)
+        except OSError:  # gone meanwhile, or a link to a version that is: the link is garbage
+            if entry.is_symlink() and not entry.exists():
+                _discard(entry)
+            continue
+        if lock is None:
+            continue
+        try:
+            if not _in_use(target, entry):
+                _discard(entry)
+        finally:
+            atomic.unlock(lock)
+
+
+def _sync_tree(root):
+    """Flush every file below ``root``, then every directory, deepest first, to the disk."""
+    for top, _, filenames in os.walk(root, topdown=False):
+        for filename in filenames:
+            atomic.fsync_file(os.path.join(top, filename))
+        atomic.fsync_directory(top)
+
+
 @contextlib.contextmanager
 def writing(target, carry_over=True):
-    """Stage a preset for ``target`` and rename it into place when the block succeeds.
+    """Stage a preset for ``target`` and swap it into place when the block succeeds.
 
     If ``target`` already holds a preset and ``carry_over`` is true, its files
     are carried into the stage first, so several writers (backbone, tokenizer,
     parity report) can each add their part; with ``carry_over=False`` the new
-    preset replaces it whole. A failure anywhere leaves ``target`` as it was.
+    preset replaces it whole. A failure anywhere, or a crash at any moment,
+    leaves ``target`` holding the old preset or the new one, whole (see
+    ``_swap_into_place``), and the new one is on the disk before it is in place.
+    What a crashed writer left beside the target is removed by the next one.
     """
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
     is_preset = (target / MANIFEST_FILE).is_file()
-    if target.exists() and not is_preset and (not target.is_dir() or any(target.iterdir())):
+    existed = os.path.lexists(target)
+    if existed and not is_preset and (not target.is_dir() or any(target.iterdir())):
         raise PresetError(f"{target} exists and is not a preset; refusing to overwrite it")
-    stage_root = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staging", dir=target.parent))
+    _remove_leftovers(target)
+    stage_root, lock = _new_stage(target)
     stage = Stage(stage_root)
     try:
         if is_preset and carry_over:
             _carry_over(target, stage_root)
         yield stage
+        _step("staged")
         write_json(stage_root / MANIFEST_FILE, build_manifest(stage_root, stage._known_digests()))
         stage._close()
-        _swap_into_place(stage_root, target)
+        _step("manifest written")
+        _sync_tree(stage_root)
+        _step("synced")
+        _swap_into_place(stage_root, target, replace=existed)
     except BaseException:
         stage._close()
-        shutil.rmtree(stage_root, ignore_errors=True)
+        _discard(stage_root)
         raise
+    finally:
+        atomic.unlock(lock)
 
 
-def _swap_into_place(stage_root, target):
-    """Rename the stage onto ``target``, moving any old preset aside first."""
-    if not target.exists():
-        os.rename(stage_root, target)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".retired", dir=target.parent))
-    os.rename(target, retired / "old")
-    os.rename(stage_root, target)
-    shutil.rmtree(retired, ignore_errors=True)
+def _swap_into_place(stage_root, target, replace):
+    """Put the complete, flushed stage at ``target``: a crash at any moment leaves the old preset or the new one.
+
+    A preset already there is exchanged with the stage in one step (Linux
+    ``renameat2``, macOS ``renamex_np``), then removed from the stage's path.
+    Where the filesystem cannot exchange (NFS, Windows), presets live in
+    versioned directories (``.<name>.<token>.version``) with ``target`` a
+    symbolic link to the current one, replaced in one ``os.replace``. A
+    target that is still a real directory there is moved aside first: the one
+    moment, once per target, when nothing is at it; a crash then leaves the
+    old preset whole in a ``.version`` directory beside it. A first write
+    (``replace`` false: nothing was at the target when the write began)
+    never replaces: a preset another writer put there meanwhile is a ``PresetError``.
+    """
+    if replace:
+        retired = _replace(stage_root, target)
+    else:
+        retired = None
+        try:
+            _create(stage_root, target)
+        except OSError as e:
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            raise PresetError(f"another writer created {target} meanwhile; not overwriting it") from None
+    atomic.fsync_directory(target.parent)
+    _step("parent synced")
+    if retired is not None:
+        _retire(retired, target)
+        _step("removed")
+
+
+def _versioned(stage_root, target):
+    """Rename the stage to a new version directory of ``target``; return its path."""
+    version = _sibling(target, "version")
+    os.rename(stage_root, version)
+    _step("versioned")
+    return version
+
+
+def _create(stage_root, target):
+    """Rename the stage to the absent ``target`` without replacing anything that appears meanwhile."""
+    try:
+        atomic.rename_noreplace(stage_root, target)
+    except atomic.Unsupported:
+        version = _versioned(stage_root, target)
+        try:
+            os.symlink(version.name, target, target_is_directory=True)
+        except FileExistsError:
+            _discard(version)
+            raise
+        except OSError:  # no symbolic links here: the directory itself goes in
+            try:
+                os.rename(version, target)
+            except OSError:
+                _discard(version)
+                raise
+    _step("created")
+
+
+def _replace(stage_root, target):
+    """Swap the stage in for the preset at ``target``; return where the old one now is (or ``None``)."""
+    try:
+        atomic.exchange(stage_root, target)
+        _step("swapped")
+        return stage_root
+    except atomic.Unsupported:
+        pass
+    version = _versioned(stage_root, target)
+    new = version
+    try:
+        link = _sibling(target, "link")
+        try:
+            os.symlink(version.name, link, target_is_directory=True)
+            new = link
+            _step("linked")
+        except OSError:  # no symbolic links here: the directory itself goes in
+            pass
+        if target.is_symlink():
+            current = os.readlink(target)
+            retired = target.parent / current if _is_version_of(target, current) else None
+            os.replace(new, target)
+        else:
+            retired = _sibling(target, "version")
+            os.rename(target, retired)
+            _step("retired")
+            try:
+                os.rename(new, target)
+            except BaseException:
+                os.rename(retired, target)
+                raise
+    except BaseException:
+        _discard(new)
+        _discard(version)
+        raise
+    _step("swapped")
+    return retired
+
+
+def _is_version_of(target, name):
+    """Whether ``name`` is one of ``target``'s version directories (a name beside it, never a path)."""
+    return name.endswith(".version") and _leftover_pattern(target).fullmatch(name) is not None
+
+
+def _retire(old, target):
+    """Remove the old preset at ``old``: a directory, or a link whose own version directory goes too."""
+    if os.path.islink(old):
+        current = os.readlink(old)
+        if _is_version_of(target, current):
+            _discard(target.parent / current)
+    _discard(old)

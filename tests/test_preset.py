@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 
 from presetforge import Backbone, IntegrityError, PresetError
@@ -165,3 +166,69 @@ def test_sealed_digests_are_reused_only_for_unchanged_files(tmp_path):
     assert files["a.bin"]["sha256"] == "digest-from-the-writer"
     assert files["b.bin"]["sha256"] == preset_lib.sha256_file(tmp_path / "p" / "b.bin")
     assert files["c.bin"]["sha256"] == preset_lib.sha256_file(tmp_path / "p" / "c.bin")
+
+
+def _replace_every_file(source, target):
+    """Rename each file of the preset ``source`` over its namesake in ``target``, as a concurrent writer might."""
+    for name in preset_lib._files(source) + [preset_lib.MANIFEST_FILE]:
+        os.replace(source / name, target / name)
+
+
+def test_loading_reads_the_bytes_it_verified_even_if_the_files_are_replaced_meanwhile(tmp_path, monkeypatch):
+    """Files swapped on disk between hashing and reading: the load still gets exactly the verified preset."""
+    import keras
+
+    original, other = make("gpt2"), make("gpt2", hidden_dim=8)
+    original.save_to_preset(tmp_path / "p")
+    other.save_to_preset(tmp_path / "other")  # a valid preset of its own: nothing on disk looks wrong afterwards
+    verification_init = preset_lib.Verification.__init__
+
+    def swapped_after_verification_began(self, root):
+        verification_init(self, root)
+        _replace_every_file(tmp_path / "other", tmp_path / "p")
+
+    monkeypatch.setattr(preset_lib.Verification, "__init__", swapped_after_verification_began)
+    loaded = Backbone.from_preset(tmp_path / "p")
+    assert loaded.hidden_dim == original.hidden_dim
+    for a, b in zip(original.weights, loaded.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a.value), keras.ops.convert_to_numpy(b.value))
+    monkeypatch.undo()
+    assert Backbone.from_preset(tmp_path / "p").hidden_dim == other.hidden_dim  # the swap did happen
+
+
+def test_large_weights_are_read_from_the_file_hashed_in_the_background(tmp_path):
+    path = _big_preset(tmp_path)
+    make("gpt2", vocabulary_size=20_000, hidden_dim=8).save_to_preset(tmp_path / "other")
+    verified_sha256 = preset_lib.sha256_file(path / "model.weights.h5")
+    with preset_lib.Verification(path) as verification:
+        _replace_every_file(tmp_path / "other", path)  # while the weights may still be hashing
+        with verification.open("model.weights.h5") as f:
+            assert preset_lib._sha256_fd(f.fileno()) == verified_sha256
+        assert verification.read_json("config.json")["config"]["hidden_dim"] == 16
+    assert preset_lib.sha256_file(path / "model.weights.h5") != verified_sha256  # the swap did happen
+
+
+def test_loading_weights_alone_verifies_them(tmp_path):
+    from presetforge.backbones import weights
+
+    make("gpt2").save_to_preset(tmp_path / "p")
+    path = tmp_path / "p" / "model.weights.h5"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="'model.weights.h5': sha256 does not match"):
+        weights.load(make("gpt2"), tmp_path / "p")
+
+
+def test_large_file_is_handed_out_only_once_its_hash_matched(tmp_path):
+    path = _big_preset(tmp_path)
+    weights = path / "model.weights.h5"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    verification = preset_lib.Verification(path)  # sizes and small files pass at once
+    try:
+        with pytest.raises(IntegrityError, match="'model.weights.h5': sha256 does not match"):
+            verification.open("model.weights.h5")
+    finally:
+        verification.close()

@@ -103,8 +103,9 @@ class Backbone(keras.Model):
         root = handles.resolve(preset_handle)
         # Small files are verified at once; the weights hash in the background
         # while the model is built, and must match before a byte of them is read.
-        with preset.Verification(root):
-            serialized = preset.read_json(root, preset.CONFIG_FILE)
+        # Everything is read through the verification, so only verified bytes are.
+        with preset.Verification(root) as verification:
+            serialized = verification.read_json(preset.CONFIG_FILE)
             backbone_cls = keras.saving.get_registered_object(serialized.get("registered_name"))
             if not (isinstance(backbone_cls, type) and issubclass(backbone_cls, Backbone)):
                 raise PresetError(
@@ -117,7 +118,7 @@ class Backbone(keras.Model):
                 return backbone_cls.from_config(config)
             # No random initial values: each variable is created from the weights read.
             backbone = weights.deferred_variables(lambda: backbone_cls.from_config(config))
-        weights.load(backbone, root)
+            weights.load(backbone, root, verification)
         return backbone
 
     def save_to_preset(self, preset_dir, metadata=None, max_shard_size_gb=weights.DEFAULT_MAX_SHARD_SIZE_GB):

@@ -18,7 +18,9 @@ Three things live here, all shared by ``Backbone`` and the converters:
 import collections
 import contextlib
 import dataclasses
+import functools
 import math
+from pathlib import Path
 
 import h5py
 import keras
@@ -284,10 +286,20 @@ def _numpy_dtype(name):
     return np.dtype(ml_dtypes.bfloat16) if name == "bfloat16" else np.dtype(name)
 
 
-def weight_files(root):
-    """The H5 files holding a preset's weights: ``model.weights.h5``, or the shards its index names."""
-    if (root / preset.SHARDED_WEIGHTS_FILE).is_file():
-        index = preset.read_json(root, preset.SHARDED_WEIGHTS_FILE)
+def weight_files(root, verification=None):
+    """The H5 files holding a preset's weights: ``model.weights.h5``, or the shards its index names.
+
+    Read through ``verification`` (a ``preset.Verification``) when given, as ``load`` does, else from ``root``.
+    """
+    root = Path(root)
+    if verification is not None:
+        files = set(verification.files)
+        read_json = verification.read_json
+    else:
+        files = {p.name for p in root.iterdir() if p.is_file()}
+        read_json = functools.partial(preset.read_json, root)
+    if preset.SHARDED_WEIGHTS_FILE in files:
+        index = read_json(preset.SHARDED_WEIGHTS_FILE)
         weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not weight_map:
             raise PresetError(f"{root / preset.SHARDED_WEIGHTS_FILE} has no weight_map")
@@ -295,10 +307,10 @@ def weight_files(root):
         for value in weight_map.values():
             names.update(value if isinstance(value, list) else [value])
         for name in sorted(names):
-            if not isinstance(name, str) or "/" in name or not (root / name).is_file():
+            if not isinstance(name, str) or "/" in name or name not in files:
                 raise PresetError(f"{preset.SHARDED_WEIGHTS_FILE} names shard {name!r}, which is not a file in {root}")
         return sorted(names)
-    if not (root / preset.WEIGHTS_FILE).is_file():
+    if preset.WEIGHTS_FILE not in files:
         raise PresetError(f"{root} holds no weights ({preset.WEIGHTS_FILE} or {preset.SHARDED_WEIGHTS_FILE})")
     return [preset.WEIGHTS_FILE]
 
@@ -354,19 +366,28 @@ def _fill(variable, array):
         variable.assign(_backend_tensor(array))
 
 
-def load(backbone, root):
+def load(backbone, root, verification=None):
     """Fill the backbone's variables from a preset directory's weights, one dataset at a time.
 
     Variables left deferred by ``deferred_variables`` are created straight from
     the arrays read; live ones are assigned to. Each array is cast to its
     variable's dtype, so a float32 preset loads as bfloat16 and back. The file
-    must hold exactly the backbone's variables, with their shapes. The caller
-    verifies the files against the manifest first (``preset.verify``).
+    must hold exactly the backbone's variables, with their shapes. The files
+    are read through ``verification`` (a ``preset.Verification`` of ``root``,
+    made here if not given): only bytes that matched the manifest are loaded,
+    whatever happens to the paths meanwhile.
     """
+    root = Path(root)
+    if verification is None:
+        with preset.Verification(root) as verification:
+            return load(backbone, root, verification)
     plan = layout(backbone).datasets
-    names = weight_files(root)
+    names = weight_files(root, verification)
     with contextlib.ExitStack() as stack:
-        h5files = {name: stack.enter_context(h5py.File(root / name, "r")) for name in names}
+        h5files = {}
+        for name in names:
+            verified = stack.enter_context(verification.open(name))
+            h5files[name] = stack.enter_context(h5py.File(verified, "r"))
         stored = stored_datasets(h5files)
         wanted = {ds.path: variable_path for variable_path, ds in plan.items()}
         missing = [p for p in wanted if p not in stored]
