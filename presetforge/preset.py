@@ -12,6 +12,7 @@ import concurrent.futures
 import contextlib
 import datetime
 import errno
+import errno
 import hashlib
 import json
 import mmap
@@ -42,6 +43,7 @@ UNBOUND_FILES = (METADATA_FILE, *REPORT_FILES, CARD_FILE, MANIFEST_FILE)
 _SLICE = 64 << 20  # hashed per call
 _SMALL_RANGE = 1 << 20  # read rather than mapped
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows would translate line ends without it
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # a link swapped in after the check is not followed either
 
 
 def hash_range(digest, fd, offset, size, cancelled=None):
@@ -108,13 +110,27 @@ def sha256_files(root, names, cancelled=None):
         return dict(zip(names, pool.map(lambda name: sha256_file(root / name, cancelled), names)))
 
 
+def _not_followed(name):
+    """A preset is regular files and directories only: a link would make it read (and publish)
+    whatever the link names, outside the preset."""
+    return IntegrityError(name, "is a symbolic link; a preset holds only regular files, so no link is followed")
+
+
 def _files(root):
-    """Every regular file below ``root`` except the manifest, as posix relative paths."""
-    return sorted(
-        p.relative_to(root).as_posix()
-        for p in Path(root).rglob("*")
-        if p.is_file() and p.relative_to(root).as_posix() != MANIFEST_FILE
-    )
+    """Every regular file below ``root`` except the manifest, as posix relative paths.
+
+    A symbolic link anywhere below ``root`` is an ``IntegrityError``; nothing is followed.
+    """
+    names = []
+    for top, dirnames, filenames in os.walk(root):
+        for entry in (*dirnames, *filenames):
+            path = Path(top, entry)
+            name = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                raise _not_followed(name)
+            if entry in filenames and stat.S_ISREG(path.lstat().st_mode) and name != MANIFEST_FILE:
+                names.append(name)
+    return sorted(names)
 
 
 def _hash_pool(jobs):
@@ -195,14 +211,13 @@ _DIR_FD = os.open in os.supports_dir_fd and os.stat in os.supports_dir_fd and ha
 def _files_at(dir_fd):
     """``_files`` of the directory open as ``dir_fd``."""
     names = []
-    for top, _, filenames, top_fd in os.fwalk(".", dir_fd=dir_fd):
-        for filename in filenames:
-            try:
-                regular = stat.S_ISREG(os.stat(filename, dir_fd=top_fd).st_mode)
-            except FileNotFoundError:  # a dangling link
-                continue
-            name = posixpath.normpath(posixpath.join(top, filename))
-            if regular and name != MANIFEST_FILE:
+    for top, dirnames, filenames, top_fd in os.fwalk(".", dir_fd=dir_fd):
+        for entry in (*dirnames, *filenames):
+            name = posixpath.normpath(posixpath.join(top, entry))
+            mode = os.stat(entry, dir_fd=top_fd, follow_symlinks=False).st_mode
+            if stat.S_ISLNK(mode):
+                raise _not_followed(name)
+            if entry in filenames and stat.S_ISREG(mode) and name != MANIFEST_FILE:
                 names.append(name)
     return sorted(names)
 
@@ -245,9 +260,14 @@ class Verification:
             raise
 
     def _open(self, name):
-        if self._dir_fd is None:
-            return os.open(self.root / name, os.O_RDONLY | _O_BINARY)
-        return os.open(name, os.O_RDONLY, dir_fd=self._dir_fd)
+        try:
+            if self._dir_fd is None:
+                return os.open(self.root / name, os.O_RDONLY | _O_BINARY | _O_NOFOLLOW)
+            return os.open(name, os.O_RDONLY | _O_NOFOLLOW, dir_fd=self._dir_fd)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise _not_followed(name) from None
+            raise
 
     def _check(self):
         try:

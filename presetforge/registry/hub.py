@@ -14,9 +14,12 @@ a Kaggle upload is retried only when Kaggle confirms that no new version appeare
 """
 
 import contextlib
+import errno
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -136,10 +139,12 @@ def _hf_what(repo_id, revision=None):
 
 
 def download_hf(repo_id, revision=None):
-    """Snapshot of ``repo_id`` at ``revision`` (default: main) in the client's cache; its path.
+    """Snapshot of ``repo_id`` at ``revision`` (default: main), as a directory of regular files; its path.
 
     Falls back to the cached snapshot when the Hub cannot be reached, like the client does.
     The Hub's ``.gitattributes`` is left out: it is hub plumbing, not part of any preset.
+    The client's snapshot is a tree of links into its blob store, and a preset follows no
+    link, so the snapshot is given as hard links to those blobs (see ``_regular_files``).
     """
     from huggingface_hub import snapshot_download
 
@@ -153,7 +158,42 @@ def download_hf(repo_id, revision=None):
             local_files_only=_hf_offline(),
             ignore_patterns=list(HF_PLUMBING),
         )
-    return Path(path)
+    return _regular_files(Path(path))
+
+
+def _regular_files(snapshot):
+    """The client's snapshot ``<hub cache>/<repo>/snapshots/<commit>`` as regular files, made once.
+
+    Beside the hub cache (``<hub cache>-presetforge/<repo>/<commit>``, outside the tree the
+    client manages): each file a hard link to the blob the snapshot's link names (a copy
+    across file systems). Snapshots of a commit never change, so one made before is reused;
+    it is built in a staging directory and renamed into place, so it is whole or absent.
+    """
+    commit, repo, hub_cache = snapshot.name, snapshot.parents[1].name, snapshot.parents[2]
+    target = hub_cache.with_name(hub_cache.name + "-presetforge") / repo / commit
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{commit}.", dir=target.parent))
+    try:
+        for path in sorted(snapshot.rglob("*")):
+            if path.is_dir():
+                continue
+            dest = stage / path.relative_to(snapshot)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path.resolve(), dest)
+            except OSError:
+                shutil.copyfile(path, dest)
+        os.rename(stage, target)
+    except OSError as e:
+        shutil.rmtree(stage, ignore_errors=True)
+        if not (e.errno in (errno.EEXIST, errno.ENOTEMPTY) and target.is_dir()):  # made by another process meanwhile
+            raise
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return target
 
 
 def hf_manifest_sha(repo_id, revision=None):

@@ -1,6 +1,7 @@
 """Damaged and tampered presets: named in one line, never loaded, never published."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -53,13 +54,42 @@ FAULTS = (
     Fault("tampered-weights", AREA, "one weight changed and the manifest rewritten to match",
           "loads, but is no longer verified: publish refuses; check exits 1 naming the variable and index",
           r"'position_embedding/embeddings' differs at index \(31, 0\)"),
+    Fault("symlinked-file", AREA, "a file replaced by a symbolic link to an identical file outside the preset",
+          "refused on load, check and publish: no link is followed, nothing outside is read or sent",
+          r"integrity check failed for 'tokenizer\.json': is a symbolic link"),
+    Fault("symlinked-directory", AREA, "the `assets` directory replaced by a link to an identical copy outside",
+          "refused on load, check and publish", r"integrity check failed for 'assets': is a symbolic link"),
+    Fault("hard-linked-file", AREA, "a file hard-linked to one outside the preset, then changed from outside",
+          "a hard link is the regular file it is: its bytes are verified like any other, so the change is named",
+          r"integrity check failed for 'tokenizer\.json': (sha256|size)"),
     Fault("tampered-config", AREA, "`config.json` edited and the manifest rewritten to match",
           "no longer verified: publish refuses; check exits 1 naming the argument",
           r"config argument 'layer_norm_epsilon' is 0\.5"),
 )
 
+def _symlinked(name):
+    def damage(root):
+        outside = root.parent / f"outside-{name}"
+        shutil.move(root / name, outside)
+        (root / name).symlink_to(outside)
+
+    return damage
+
+
+def _hard_linked_then_changed(root):
+    outside = root.parent / "outside.json"
+    os.link(root / preset.TOKENIZER_CONFIG_FILE, outside)
+    Backbone.from_preset(root)  # identical bytes through a hard link: a regular file, verified, loaded
+    with open(outside, "r+b") as f:  # the same inode, written from outside
+        f.seek(0)
+        f.write(b" ")
+
+
 DAMAGE = {
     "flipped-byte": _flip_byte,
+    "symlinked-file": _symlinked(preset.TOKENIZER_CONFIG_FILE),
+    "symlinked-directory": _symlinked("assets"),
+    "hard-linked-file": _hard_linked_then_changed,
     "missing-file": lambda root: (root / preset.TOKENIZER_CONFIG_FILE).unlink(),
     "extra-file": lambda root: (root / "notes.txt").write_text("hello"),
 }
