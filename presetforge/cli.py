@@ -12,14 +12,17 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from presetforge.errors import PresetforgeError
 
 EXIT_OK, EXIT_PARITY_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 DTYPES = click.Choice(["float32", "bfloat16", "float16"])
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Markup off: messages carry paths, handles and upstream names, printed as they are (a '[/version]'
+# in a hint is text, not a closing tag); styles come only from Text objects built here.
+out = Console(soft_wrap=True, markup=False)
+err = Console(stderr=True, soft_wrap=True, markup=False)
 
 
 def _clear_errors(command):
@@ -30,7 +33,7 @@ def _clear_errors(command):
         try:
             return command(*args, **kwargs)
         except (PresetforgeError, ValueError, OSError) as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False)
+            err.print(Text.assemble(("error:", "bold red"), f" {e}"), highlight=False)
             sys.exit(EXIT_BAD_INPUT)
 
     return wrapper
@@ -38,11 +41,11 @@ def _clear_errors(command):
 
 def _progress(enabled):
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        TextColumn("{task.fields[tensor]}", style="dim"),
+        TextColumn("{task.fields[tensor]}", style="dim", markup=False),
         console=err,
         disable=not enabled,
         transient=True,
@@ -73,7 +76,7 @@ def _parity_table(report):
     for column in ("stage", "max abs", "mean abs", "min cosine", "limit", "ok"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     for s in report.stages:
-        ok = "[green]yes[/]" if s.passed else "[bold red]NO[/]"
+        ok = Text("yes", style="green") if s.passed else Text("NO", style="bold red")
         table.add_row(s.name, f"{s.max_abs:.2e}", f"{s.mean_abs:.2e}", f"{s.min_cosine:.7f}", f"{s.limit:.1e}", ok)
     return table
 
@@ -81,15 +84,15 @@ def _parity_table(report):
 def _verdict(report, preset_dir):
     tok = report.tokenizer
     tokenizer = (f"identical ids on {tok.texts} texts" if tok.passed else f"{len(tok.mismatches)} texts differ") if tok.checked else f"not checked ({tok.reason})"
-    out.print(f"weights: {report.weights.describe()}", markup=False)
+    out.print(f"weights: {report.weights.describe()}")
     if report.top1_line():
-        out.print(f"logits: {report.top1_line()}", markup=False)
-    out.print(f"tokenizer: {tokenizer}", markup=False)
+        out.print(f"logits: {report.top1_line()}")
+    out.print(f"tokenizer: {tokenizer}")
     if report.passed:
-        out.print(f"[bold green]VERIFIED[/] {preset_dir} (worst max abs error {report.worst_max_abs:.2e})")
+        worst = f"worst max abs error {report.worst_max_abs:.2e}"
+        out.print(Text.assemble(("VERIFIED", "bold green"), f" {preset_dir} ({worst})"))
         return EXIT_OK
-    out.print("[bold red]PARITY FAILED[/] ", end="")
-    out.print(f"{preset_dir}: {report.first_failure}; see parity.md", markup=False)
+    out.print(Text.assemble(("PARITY FAILED", "bold red"), f" {preset_dir}: {report.first_failure}; see parity.md"))
     return EXIT_PARITY_FAILED
 
 
@@ -169,7 +172,8 @@ def convert_command(source, output, dtype, check, as_json, name, push, dry_run, 
             f"{result.dtype}) into {result.output}"
         )
     if not check:
-        out.print("[yellow]not verified[/]: --no-check given; run `presetforge check` before publishing")
+        advice = ": --no-check given; run `presetforge check` before publishing"
+        out.print(Text.assemble(("not verified", "yellow"), advice))
         sys.exit(EXIT_OK)
     sys.exit(run_check(result.output, checkpoint, write=True, as_json=as_json, name=name))
 
@@ -185,7 +189,7 @@ def _convert_catalog(family, dtype, push, dry_run, workdir, as_json):
     results = []
     for name in names:
         if not as_json and not dry_run:
-            out.print(f"[bold]{name}[/] from {push_lib.upstream_handle(name)}")
+            out.print(Text.assemble((name, "bold"), f" from {push_lib.upstream_handle(name)}"))
         with _progress(not as_json and not dry_run) as progress:
             task = progress.add_task(name, total=None, tensor="")
             advance = lambda done, total, tensor: progress.update(task, completed=done, total=total, tensor=tensor)
@@ -203,7 +207,7 @@ def _convert_catalog(family, dtype, push, dry_run, workdir, as_json):
             ) or "\n".join(catalog.entry(r.name)["targets"] if push or dry_run else [])
             style = "green" if r.status in ok else "bold red"
             worst = f"{r.worst_max_abs:.1e}" if r.worst_max_abs is not None else ""
-            status = f"[{style}]{r.status}[/]" + (f": {r.error}" if r.error else "")
+            status = Text.assemble((r.status, style), f": {r.error}" if r.error else "")
             table.add_row(r.name, push_lib.upstream_handle(r.name), status, worst, targets)
         out.print(table)
     return EXIT_OK if all(r.status in ok for r in results) else EXIT_PARITY_FAILED
@@ -242,9 +246,9 @@ def _check_published(family, as_json):
             table.add_column(column, no_wrap=True)
         for name, r in reports.items():
             if r is None:
-                table.add_row(name, "[dim]unpublished[/]", "", "", "")
+                table.add_row(name, Text("unpublished", style="dim"), "", "", "")
                 continue
-            verdict = "[green]passed[/]" if r.passed else "[bold red]FAILED[/]"
+            verdict = Text("passed", style="green") if r.passed else Text("FAILED", style="bold red")
             table.add_row(name, verdict, f"{r.worst_max_abs:.1e}", r.first_failing_stage or "", r.summary()["tokenizer"])
         out.print(table)
     return EXIT_OK if all(r is None or r.passed for r in reports.values()) else EXIT_PARITY_FAILED
@@ -268,7 +272,7 @@ def list_command(as_json):
     table.add_column("upstream", overflow="fold")
     table.add_column("published", overflow="fold")
     for name, e in entries.items():
-        published = "\n".join(p["handle"] for p in e["published"]) or "[dim]not yet[/]"
+        published = "\n".join(p["handle"] for p in e["published"]) or Text("not yet", style="dim")
         upstream = e["source"]["handle"] + (f"@{e['source']['revision']}" if e["source"].get("revision") else "")
         table.add_row(name, e["family"], f"{e['parameter_count']:,}", upstream, published)
     out.print(table)
@@ -290,7 +294,9 @@ def publish_command(preset, targets, name, license_id, dry_run, record):
     outcomes = publish.publish(preset, targets, name=name, license_id=license_id, dry_run=dry_run, record=record)
     for o in outcomes:
         colour = "red" if o.status == "failed" else "green"
-        out.print(f"[{colour}]{o.status}[/] {o.target}" + (f" -> {o.handle}" if o.handle else "") + (f": {o.error}" if o.error else ""))
+        handle = f" -> {o.handle}" if o.handle else ""
+        error = f": {o.error}" if o.error else ""
+        out.print(Text.assemble((o.status, colour), f" {o.target}{handle}{error}"))
     sys.exit(EXIT_PARITY_FAILED if any(o.status == "failed" for o in outcomes) else EXIT_OK)
 
 
@@ -314,16 +320,17 @@ def demo_command(workdir):
     preset_dir = workdir / demo.PRESET_NAME
     if preset_dir.exists():
         shutil.rmtree(preset_dir)
-    out.print(f"[bold]1/3 convert[/] {source} -> {preset_dir}")
+    out.print(Text.assemble(("1/3 convert", "bold"), f" {source} -> {preset_dir}"))
     result = _convert(source, preset_dir, "float32", show_progress=True)
     out.print(f"converted {result.backbone_class}, {result.parameter_count:,} parameters")
-    out.print("[bold]2/3 parity gate[/] against transformers (float32, eager attention)")
+    out.print(Text.assemble(("2/3 parity gate", "bold"), " against transformers (float32, eager attention)"))
     code = run_check(result.output, source, write=True, as_json=False, name=demo.PRESET_NAME)
     if code:
         sys.exit(code)
     registry = local.default_root()
     (outcome,) = publish.publish(preset_dir, [str(registry)], name=demo.PRESET_NAME)
-    out.print(f"[bold]3/3 publish, load and use[/] {outcome.status} in the local registry: {outcome.handle}")
+    where = f" {outcome.status} in the local registry: {outcome.handle}"
+    out.print(Text.assemble(("3/3 publish, load and use", "bold"), where))
     backbone = Backbone.from_preset(demo.PRESET_NAME)
     tokenizer = Tokenizer.from_preset(demo.PRESET_NAME)
     ours = demo.sentence_embeddings(backbone, tokenizer, demo.SENTENCES)

@@ -12,6 +12,7 @@ import concurrent.futures
 import contextlib
 import datetime
 import errno
+import fnmatch
 import errno
 import hashlib
 import json
@@ -305,6 +306,11 @@ class Verification:
         self._pending = {name: self._pool.submit(_sha256_fd, self._fds[name]) for name in large}
 
     @property
+    def manifest_files(self):
+        """The manifest's ``files`` entries (name → sha256 and size), as read once and checked."""
+        return dict(self._expected)
+
+    @property
     def files(self):
         """The names of the preset's files, as its manifest lists them (the manifest itself aside)."""
         return list(self._expected)
@@ -390,29 +396,26 @@ def verify(root):
         return verification.result()
 
 
+_WEIGHTS_PATTERNS = (WEIGHTS_FILE, SHARDED_WEIGHTS_FILE, "model_*.weights.h5")
+
+
 def weights_files(root):
     """The weight files of a preset (single file, or sharded index plus shards), sorted."""
     root = Path(root)
-    return sorted(
-        p.relative_to(root).as_posix()
-        for pattern in (WEIGHTS_FILE, SHARDED_WEIGHTS_FILE, "model_*.weights.h5")
-        for p in root.glob(pattern)
-    )
+    return sorted(p.relative_to(root).as_posix() for pattern in _WEIGHTS_PATTERNS for p in root.glob(pattern))
 
 
-def weights_digest(root):
+def weights_digest(root, manifest_files=None):
     """One sha256 over the preset's weight files, by their manifest entries.
 
-    Reports (parity) are bound to this value, so they stay valid when other
-    files change and become invalid when any weight byte does.
+    LoRA files are tied to this value: it changes when any weight byte does,
+    and only then. ``manifest_files``, the manifest's ``files`` as already
+    read (by a ``Verification``), saves reading it again.
     """
-    files = read_json(root, MANIFEST_FILE)["files"]
-    names = weights_files(root)
+    files = manifest_files if manifest_files is not None else read_json(root, MANIFEST_FILE)["files"]
+    names = sorted(n for n in files if any(fnmatch.fnmatchcase(n, p) for p in _WEIGHTS_PATTERNS))
     if not names:
         raise PresetError(f"{root} holds no weights")
-    missing = [n for n in names if n not in files]
-    if missing:
-        raise IntegrityError(missing[0], "present but not listed in the manifest")
     joined = "".join(f"{name}:{files[name]['sha256']}\n" for name in names)
     return hashlib.sha256(joined.encode()).hexdigest()
 

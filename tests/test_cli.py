@@ -77,6 +77,15 @@ def test_bad_input_is_one_line_exit_2(gpt2_source, tmp_path, args, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_error_text_is_printed_as_it_is_never_as_markup(tmp_path):
+    result = run("publish", tmp_path, "--to", "kaggle://owner/model/keras")
+    assert result.exit_code == 2, result.output
+    assert result.output == (
+        "error: malformed Kaggle handle 'kaggle://owner/model/keras': it has 3 parts, not 4 or 5; "
+        "expected kaggle://owner/model/framework/variation[/version]\n"
+    )
+
+
 def test_coverage_error_names_the_tensor_and_leaves_nothing(tmp_path):
     source = make_gpt2(tmp_path / "hf")
     rewrite_tensors(source, lambda t: {k: v for k, v in t.items() if k != "h.1.mlp.c_fc.bias"})

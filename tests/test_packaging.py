@@ -1,10 +1,17 @@
-"""presetforge stays TensorFlow-free: nothing it depends on, with every extra, pulls TensorFlow."""
+"""Packaging: every import declared, CI on the keras floor, and no TensorFlow anywhere in the
+dependency tree, with every extra."""
 
+import ast
 import importlib.metadata
 import importlib.util
 import re
+import sys
+import tomllib
+from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 FORBIDDEN = re.compile(r"^(tensorflow|tf[-_]keras|tf[-_]nightly|tensorflow[-_].*)$")
 
@@ -37,3 +44,77 @@ def test_no_tensorflow_in_the_dependency_tree():
 
 def test_tensorflow_is_not_installed():
     assert importlib.util.find_spec("tensorflow") is None
+
+
+# --- every runtime import is declared ------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+LOWEST_KERAS_CONSTRAINTS = ROOT / ".ci" / "constraints-keras-lowest.txt"
+
+
+def _declared():
+    """``(core, extras)``: canonical names of the distributions pyproject.toml requires."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
+    extras = {
+        canonicalize_name(Requirement(r).name) for reqs in project["optional-dependencies"].values() for r in reqs
+    }
+    return core, extras - {"presetforge"}
+
+
+def _third_party_imports():
+    """``{top-level module: (file, lazy)}`` for every non-stdlib import in presetforge/; ``lazy``
+    when every import of it sits inside a function (so only code that needs it pays for it)."""
+    found = {}
+    for path in sorted((ROOT / "presetforge").rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        inside = {id(n) for f in functions for n in ast.walk(f) if n is not f}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules = [node.module]
+            else:
+                continue
+            for module in modules:
+                top = module.split(".")[0]
+                if top in sys.stdlib_module_names or top == "presetforge":
+                    continue
+                where, lazy = found.get(top, (path.relative_to(ROOT).as_posix(), True))
+                if lazy and id(node) not in inside:  # name the first module-level import
+                    where, lazy = path.relative_to(ROOT).as_posix(), False
+                found[top] = (where, lazy)
+    return found
+
+
+def test_every_imported_distribution_is_declared():
+    core, extras = _declared()
+    distributions = importlib.metadata.packages_distributions()
+    imports = _third_party_imports()
+    assert {"keras", "kagglesdk", "requests", "torch"} <= imports.keys()  # the walk sees them
+    problems = []
+    for module, (where, lazy) in sorted(imports.items()):
+        names = {canonicalize_name(d) for d in distributions.get(module, [])}
+        if not names:
+            problems.append(f"{module} (imported in {where}) is not installed")
+        elif not names & core and not (lazy and names & extras):
+            need = "a dependency" if not lazy else "a dependency or an extra"
+            problems.append(f"{module} (imported in {where}) comes from {sorted(names)}, which is not {need}")
+    assert problems == []
+
+
+def test_ci_runs_the_lowest_keras_the_floor_allows():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    (keras,) = [Requirement(r) for r in project["dependencies"] if Requirement(r).name == "keras"]
+    floor = [Version(s.version) for s in keras.specifier if s.operator == ">="]
+    assert len(floor) == 1 and any(s.operator == "<" for s in keras.specifier)  # a floor and a bound
+    pins = [
+        Requirement(line)
+        for line in LOWEST_KERAS_CONSTRAINTS.read_text().splitlines()
+        if line.strip() and not line.startswith(("#", "-"))
+    ]
+    assert [(p.name, [(s.operator, Version(s.version)) for s in p.specifier]) for p in pins] == [
+        ("keras", [("==", floor[0])])
+    ]
+    assert Version(importlib.metadata.version("keras")) in keras.specifier

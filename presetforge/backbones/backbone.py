@@ -119,6 +119,8 @@ class Backbone(keras.Model):
             # No random initial values: each variable is created from the weights read.
             backbone = weights.deferred_variables(lambda: backbone_cls.from_config(config))
             weights.load(backbone, root, verification)
+            # What LoRA files are tied to, from the very manifest verified.
+            backbone._base_weights_sha256 = preset.weights_digest(root, verification.manifest_files)
         return backbone
 
     def save_to_preset(self, preset_dir, metadata=None, max_shard_size_gb=weights.DEFAULT_MAX_SHARD_SIZE_GB):
@@ -130,6 +132,7 @@ class Backbone(keras.Model):
         with preset.writing(preset_dir) as stage, hdf5_errors(preset_dir):
             weights.save(self, stage, max_shard_size_gb)
             self._stage_config_and_metadata(stage, metadata)
+        self._base_weights_sha256 = preset.weights_digest(preset_dir)
 
     def _stage_config_and_metadata(self, stage, metadata=None):
         """Write ``config.json`` and ``metadata.json`` into a preset stage.
@@ -157,9 +160,11 @@ class Backbone(keras.Model):
         lora.enable(self, rank, target_names)
 
     def save_lora_weights(self, path):
-        """Save the LoRA weights keyed by stable layer paths, with their rank and targets."""
+        """Save the LoRA weights keyed by stable layer paths, with their rank, targets and the
+        weights digest of the preset this backbone was loaded from (or last saved to)."""
         lora.save(self, path)
 
-    def load_lora_weights(self, path):
-        """Load LoRA weights saved by ``save_lora_weights``; a file for another model is refused."""
-        lora.load(self, path)
+    def load_lora_weights(self, path, strict=True):
+        """Load LoRA weights saved by ``save_lora_weights``; a file for another model is refused,
+        and so, unless ``strict=False``, is one trained on other base weights."""
+        lora.load(self, path, strict=strict)

@@ -3,6 +3,9 @@
 Weights are keyed by the path of names from the backbone down
 (``transformer_layer_0/self_attention/query``), never by layer index, so a file
 fits only a backbone with the same layers and shapes, and says so when it does not.
+A file also records the weights digest of the preset its base was loaded from
+(``preset.weights_digest``): factors trained on one base mean nothing on another of the
+same shape, so loading them elsewhere is refused unless the caller says ``strict=False``.
 """
 
 import json
@@ -19,6 +22,7 @@ FORMAT = "presetforge-lora"
 FORMAT_VERSION = 1
 DEFAULT_TARGETS = ("query", "value")
 _VARIABLES = ("lora_kernel_a", "lora_kernel_b")
+BASE_ATTRIBUTE = "base_weights_sha256"
 
 
 def named_layers(layer, prefix=""):
@@ -62,7 +66,8 @@ def _require_enabled(backbone):
 
 
 def save(backbone, path):
-    """Write rank, target names and every LoRA factor to an H5 file (atomically)."""
+    """Write rank, target names, the base's weights digest and every LoRA factor to an H5 file
+    (atomically)."""
     _require_enabled(backbone)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -72,6 +77,9 @@ def save(backbone, path):
         f.attrs["backbone_class"] = type(backbone).__name__
         f.attrs["rank"] = backbone._lora_rank
         f.attrs["target_names"] = json.dumps(list(backbone._lora_target_names))
+        base = getattr(backbone, "_base_weights_sha256", None)
+        if base is not None:
+            f.attrs[BASE_ATTRIBUTE] = base
         for layer_path, layer in _targets(backbone, backbone._lora_target_names).items():
             group = f.create_group(layer_path)
             for name in _VARIABLES:
@@ -89,8 +97,12 @@ def _expected_shapes(backbone, target_names, rank):
     return shapes
 
 
-def load(backbone, path):
-    """Load a file written by ``save``; every check passes before any weight is touched."""
+def load(backbone, path, strict=True):
+    """Load a file written by ``save``; every check passes before any weight is touched.
+
+    ``strict``: refuse a file unless it records the same base weights digest as this backbone
+    (both must be known); ``False`` loads factors trained on another base of the same shape.
+    """
     path = Path(path)
     try:
         f = h5py.File(path, "r")
@@ -104,6 +116,7 @@ def load(backbone, path):
             raise LoraError(f"{path} holds LoRA weights for a {saved_class}, not a {type(backbone).__name__}")
         rank = int(f.attrs["rank"])
         target_names = tuple(json.loads(f.attrs["target_names"]))
+        recorded_base = f.attrs.get(BASE_ATTRIBUTE)
         current = getattr(backbone, "_lora_rank", None)
         if current is not None and (current, backbone._lora_target_names) != (rank, target_names):
             raise LoraError(
@@ -120,8 +133,22 @@ def load(backbone, path):
     for name, shape in expected.items():
         if tuple(saved[name].shape) != shape:
             raise LoraError(f"LoRA weights '{name}' in {path} have shape {saved[name].shape}; this backbone needs {shape}")
+    problem = strict and _base_problem(recorded_base, getattr(backbone, "_base_weights_sha256", None))
+    if problem:
+        raise LoraError(f"{path} does not fit this backbone's base weights: {problem}; strict=False loads it anyway")
     if current is None:
         enable(backbone, rank, target_names)
     for layer_path, layer in _targets(backbone, target_names).items():
         for var in _VARIABLES:
             getattr(layer, var).assign(np.asarray(saved[f"{layer_path}/{var}"]))
+
+
+def _base_problem(recorded, ours):
+    """Why factors trained on base weights ``recorded`` may not fit ``ours`` (digests), or ``None``."""
+    if recorded is None:
+        return "it records no base weights digest (its backbone was not saved to or loaded from a preset)"
+    if ours is None:
+        return "this backbone's weights digest is unknown (it was not saved to or loaded from a preset)"
+    if recorded != ours:
+        return f"it was trained on base weights sha256 {recorded[:12]}, this backbone has {ours[:12]}"
+    return None

@@ -1,11 +1,15 @@
 """Preset handles: one parser for every spelling, one resolver to a local directory.
 
 Spellings: a built-in name (``gpt2_base_en``), ``hf://org/repo[@revision]``,
-``kaggle://owner/model/keras/variation[/version]``, ``file://path`` or a path.
+``kaggle://owner/model/keras/variation[/version]``, a ``file:`` URI (RFC 8089) or a path.
+``parse`` validates every part of a hub handle (ASCII names, no ``..``, no empty parts, no
+control characters or look-alike slashes) so nothing malformed ever reaches a hub client.
 """
 
 import dataclasses
 import re
+import unicodedata
+import urllib.parse
 from pathlib import Path
 
 from presetforge import preset
@@ -13,10 +17,16 @@ from presetforge.errors import HandleError, HubError, IntegrityError
 from presetforge.registry import catalog, hub, local
 
 _NAME = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
-_HF = re.compile(r"^hf://(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<revision>[\w./-]+))?$")
-_KAGGLE = re.compile(
-    r"^kaggle://(?P<owner>[\w-]+)/(?P<model>[\w-]+)/(?P<framework>[\w-]+)/(?P<variation>[\w.-]+)(?:/(?P<version>\d+))?$"
-)
+_HF_HINT = "hf://org/repo[@revision]"
+_KAGGLE_HINT = "kaggle://owner/model/framework/variation[/version]"
+# Hugging Face repo ids: the rules of huggingface_hub's validate_repo_id, ASCII only.
+_HF_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+_HF_REPO_ID_MAX = 96
+# One slash-separated component of a git ref (branch, tag, refs/pr/N) or a commit sha.
+_REF_COMPONENT = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$")
+_KAGGLE_SLUG = re.compile(r"^[A-Za-z0-9_-]+$")
+_KAGGLE_VARIATION = re.compile(r"^[A-Za-z0-9_-](?:[A-Za-z0-9_.-]*[A-Za-z0-9_-])?$")
+_KAGGLE_VERSION = re.compile(r"^[1-9][0-9]*$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,31 +55,152 @@ class KaggleHandle:
 
 
 def parse(handle):
-    """Turn a handle (string or path) into one of the handle types, or raise ``HandleError``."""
+    """Turn a handle (string or path) into one of the handle types, or raise ``HandleError``.
+
+    Purely local: a malformed handle fails here, before any hub is contacted.
+    """
     if isinstance(handle, Path):
         return LocalHandle(handle)
     if not isinstance(handle, str) or not handle:
         raise HandleError(f"a preset handle must be a non-empty string or a path, got {handle!r}")
     if handle.startswith("hf://"):
-        m = _HF.match(handle)
-        if not m:
-            raise HandleError(f"malformed Hugging Face handle '{handle}'; expected hf://org/repo[@revision]")
-        return HFHandle(m["repo"], m["revision"])
+        return _parse_hf(handle)
     if handle.startswith("kaggle://"):
-        m = _KAGGLE.match(handle)
-        if not m:
-            raise HandleError(
-                f"malformed Kaggle handle '{handle}'; expected kaggle://owner/model/framework/variation[/version]"
-            )
-        version = int(m["version"]) if m["version"] else None
-        return KaggleHandle(m["owner"], m["model"], m["framework"], m["variation"], version)
-    if handle.startswith("file://"):
-        return LocalHandle(Path(handle[len("file://"):]))
+        return _parse_kaggle(handle)
+    bad = _bad_character(handle, ascii_only=False)
+    if bad:
+        raise HandleError(f"a preset handle may not contain a {bad}: {ascii(handle)}")
+    if handle.startswith("file:"):
+        return LocalHandle(_file_uri_path(handle))
     if "://" in handle:
         raise HandleError(f"unknown handle scheme in '{handle}'; use hf://, kaggle://, file:// or a path")
     if _NAME.match(handle) and not Path(handle).exists():
         return BuiltinHandle(handle)
     return LocalHandle(Path(handle).expanduser())
+
+
+def _bad_character(text, ascii_only):
+    """The first character of ``text`` that has no place in a handle, described; else ``None``.
+
+    Control characters (NUL included) never have one. Hub handles are ASCII without whitespace or
+    backslashes, which also keeps out look-alike slashes (U+2215, U+2044, U+FF0F, U+29F8, ...).
+    """
+    for ch in text:
+        code = f"U+{ord(ch):04X}"
+        if unicodedata.category(ch) == "Cc":
+            return f"control character {code}"
+        if not ascii_only:
+            continue
+        if not ch.isascii():
+            return f"non-ASCII character {code} ({unicodedata.name(ch, 'unnamed')})"
+        if ch.isspace():
+            return f"space {code}"
+        if ch == "\\":
+            return "backslash"
+    return None
+
+
+def _parse_hf(handle):
+    repo_id, at, revision = handle[len("hf://"):].partition("@")
+    bad = _bad_character(handle, ascii_only=True)
+    problem = (
+        (bad and f"it contains a {bad}")
+        or _hf_repo_id_problem(repo_id)
+        or (at and _hf_revision_problem(revision))
+    )
+    if problem:
+        raise HandleError(f"malformed Hugging Face handle {ascii(handle)}: {problem}; expected {_HF_HINT}")
+    return HFHandle(repo_id, revision or None)
+
+
+def _hf_repo_id_problem(repo_id):
+    parts = repo_id.split("/")
+    if "" in parts:
+        return f"the repo id {ascii(repo_id)} has an empty part"
+    if len(parts) != 2:
+        return f"the repo id {ascii(repo_id)} is not org/repo"
+    for label, part in zip(("org", "repo name"), parts):
+        doubled = next((s for s in ("..", "--") if s in part), None)
+        if doubled:
+            return f"the {label} {ascii(part)} contains '{doubled}'"
+        if not _HF_NAME.match(part):
+            return (
+                f"the {label} {ascii(part)} is not letters, digits, '_', '-' and '.' "
+                "beginning and ending with a letter, digit or '_'"
+            )
+    if repo_id.endswith(".git"):
+        return f"the repo name {ascii(parts[1])} ends in '.git'"
+    if len(repo_id) > _HF_REPO_ID_MAX:
+        return f"the repo id is longer than {_HF_REPO_ID_MAX} characters"
+    return None
+
+
+def _hf_revision_problem(revision):
+    """Why ``revision`` is not a branch, tag, commit sha or ``refs/pr/N`` (git's ref-name rules)."""
+    if not revision:
+        return "the revision after '@' is empty"
+    if ".." in revision:
+        return f"the revision {ascii(revision)} contains '..'"
+    components = revision.split("/")
+    if "" in components:
+        return f"the revision {ascii(revision)} has an empty path segment (a leading, trailing or doubled '/')"
+    for component in components:
+        if not _REF_COMPONENT.match(component) or component.endswith((".", ".lock")):
+            return (
+                f"the revision {ascii(revision)} is not a branch, tag, commit sha or refs/pr/N "
+                f"(at {ascii(component)})"
+            )
+    return None
+
+
+def _parse_kaggle(handle):
+    parts = handle[len("kaggle://"):].split("/")
+    bad = _bad_character(handle, ascii_only=True)
+    problem = (bad and f"it contains a {bad}") or _kaggle_problem(parts)
+    if problem:
+        raise HandleError(f"malformed Kaggle handle {ascii(handle)}: {problem}; expected {_KAGGLE_HINT}")
+    owner, model, framework, variation = parts[:4]
+    hub.check_kaggle_framework(owner, model, framework, variation)
+    return KaggleHandle(owner, model, framework, variation, int(parts[4]) if len(parts) == 5 else None)
+
+
+def _kaggle_problem(parts):
+    if len(parts) not in (4, 5):
+        return f"it has {len(parts)} parts, not 4 or 5"
+    labelled = list(zip(("owner", "model", "framework", "variation", "version"), parts))
+    for label, part in labelled:
+        if not part:
+            return f"the {label} is empty"
+        if ".." in part:
+            return f"the {label} {ascii(part)} contains '..'"
+    for label, part in labelled[:3]:
+        if not _KAGGLE_SLUG.match(part):
+            return f"the {label} {ascii(part)} is not letters, digits, '_' and '-'"
+    if not _KAGGLE_VARIATION.match(parts[3]):
+        return f"the variation {ascii(parts[3])} is not letters, digits, '_', '-' and '.' between them"
+    if len(parts) == 5 and not _KAGGLE_VERSION.match(parts[4]):
+        return f"the version {ascii(parts[4])} is not a whole number from 1 up, without leading zeros"
+    return None
+
+
+def _file_uri_path(uri):
+    """The local path of a ``file:`` URI (RFC 8089): ``file:///p``, ``file:/p`` or
+    ``file://localhost/p``, percent-decoded. Other hosts are refused: nothing remote is read."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.netloc.lower() not in ("", "localhost"):
+        raise HandleError(
+            f"the file URI '{uri}' names the host '{parts.netloc}'; only local files are supported "
+            "(file:///absolute/path or file://localhost/absolute/path)"
+        )
+    if parts.query or parts.fragment:
+        raise HandleError(f"the file URI '{uri}' has a query or fragment; percent-encode '?' and '#' in paths")
+    if not parts.path.startswith("/"):
+        raise HandleError(f"the file URI '{uri}' has no absolute path; expected file:///absolute/path")
+    path = urllib.parse.unquote(parts.path)
+    bad = _bad_character(path, ascii_only=False)
+    if bad:
+        raise HandleError(f"the file URI '{uri}' decodes to a path with a {bad}")
+    return Path(path)
 
 
 def coordinates(name):

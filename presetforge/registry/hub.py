@@ -375,6 +375,11 @@ def _model_handle(owner, model, framework, variation, version=None):
     return handle
 
 
+def check_kaggle_framework(owner, model, framework, variation):
+    """Raise ``HandleError`` unless kagglehub knows ``framework``; local, no network call."""
+    _model_handle(owner, model, framework, variation)
+
+
 def kaggle_latest_version(owner, model, framework, variation):
     """The newest version number of a Kaggle model instance, or ``None`` if it does not exist."""
     return _kaggle_latest(owner, model, framework, variation, action="download")

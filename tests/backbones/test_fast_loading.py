@@ -140,10 +140,14 @@ def test_load_fills_a_live_backbone_too(tmp_path):
     original = make("gpt2")
     original.save_to_preset(tmp_path / "p")
     other = make("gpt2")
-    other.weights[0].assign(np.zeros(other.weights[0].shape, "float32"))
+    rng = np.random.default_rng(11)
+    for v in other.weights:  # every variable starts with values other than the preset's
+        v.assign(rng.normal(size=v.shape).astype("float32"))
+    pairs = [(keras.ops.convert_to_numpy(a.value), b) for a, b in zip(original.weights, other.weights)]
+    assert all(not np.array_equal(saved, keras.ops.convert_to_numpy(live.value)) for saved, live in pairs)
     weights.load(other, tmp_path / "p")
-    for a, b in zip(original.weights, other.weights):
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a.value), keras.ops.convert_to_numpy(b.value))
+    for saved, live in pairs:
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(live.value), saved, err_msg=live.path)
 
 
 def test_every_shard_is_verified_before_loading(tmp_path):

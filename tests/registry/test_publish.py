@@ -1,19 +1,21 @@
 """Publishing: only verified presets leave, each hub is told once, only confirmed versions are recorded."""
 
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from presetforge import Backbone, UnauthorizedError, preset
+from presetforge import Backbone, PresetforgeError, UnauthorizedError, preset
 from presetforge.checks import parity, report as report_lib
 from presetforge.cli import main
 from presetforge.converters import convert
 from presetforge.registry import catalog, hub, publish
 from tests.backbones.tiny import inputs, outputs
 from tests.checkpoints import make_gpt2
+from tests.registry.test_hub import files_of
 
 HF_TARGET = "hf://standin/tiny-gpt2"
 KAGGLE_TARGET = "kaggle://standin/tiny-gpt2/keras/base"
@@ -102,6 +104,23 @@ def test_unverified_and_tampered_presets_are_refused_before_any_upload(standin_h
     with pytest.raises(publish.PublishError, match="'model.weights.h5'"):
         publish.publish(verified, [HF_TARGET])
     assert standin_hub.log == []
+
+
+@pytest.mark.parametrize(
+    "bad_target, problem",
+    [
+        ("kaggle://standin/tiny-gpt2/keras/..", "the variation '..' contains '..'"),
+        ("kaggle://standin/tiny-gpt2/kerass/base", "unknown Kaggle framework 'kerass'"),
+        ("hf://standin/tiny-gpt2@main", "a target names a repo, not a revision"),
+        ("file://elsewhere/registry", "names the host 'elsewhere'"),
+    ],
+)
+def test_every_target_is_validated_before_any_upload(standin_hub, verified, bad_target, problem):
+    before = files_of(verified)
+    with pytest.raises(PresetforgeError, match=re.escape(problem)):
+        publish.publish(verified, [HF_TARGET, KAGGLE_TARGET, bad_target])
+    assert standin_hub.log == []
+    assert files_of(verified) == before
 
 
 def test_missing_credentials_fail_before_any_work(standin_hub, verified, monkeypatch):
