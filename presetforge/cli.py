@@ -26,14 +26,17 @@ err = Console(stderr=True, soft_wrap=True, markup=False)
 
 
 def _clear_errors(command):
-    """Turn expected failures into one line on stderr and exit code 2, no traceback."""
+    """Turn expected failures into one line on stderr and exit code 2; the traceback only with --debug."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except (PresetforgeError, ValueError, OSError) as e:
-            err.print(Text.assemble(("error:", "bold red"), f" {e}"), highlight=False)
+            if click.get_current_context().find_root().params.get("debug"):
+                err.print_exception()
+            line = " ".join(part.strip() for part in str(e).splitlines() if part.strip())
+            err.print(Text.assemble(("error:", "bold red"), f" {line}"), highlight=False)
             sys.exit(EXIT_BAD_INPUT)
 
     return wrapper
@@ -113,7 +116,8 @@ def run_check(preset_dir, reference, write, as_json, name=None):
 
 @click.group()
 @click.version_option(package_name="presetforge")
-def main():
+@click.option("--debug", is_flag=True, help="On an error, show its traceback too.")
+def main(debug):
     """Convert Hugging Face checkpoints to verified Keras 3 presets."""
 
 
