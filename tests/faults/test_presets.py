@@ -62,6 +62,11 @@ FAULTS = (
     Fault("hard-linked-file", AREA, "a file hard-linked to one outside the preset, then changed from outside",
           "a hard link is the regular file it is: its bytes are verified like any other, so the change is named",
           r"integrity check failed for 'tokenizer\.json': (sha256|size)"),
+    Fault("lora-other-base", AREA, "a LoRA file trained on a base of the same shape but other weights",
+          "LoraError naming both weight digests; nothing loaded (unless strict=False)",
+          r"does not fit this backbone's base weights"),
+    Fault("lora-other-model", AREA, "a LoRA file of another architecture", "LoraError naming both classes; nothing loaded",
+          r"holds LoRA weights for a BertBackbone, not a GPT2Backbone"),
     Fault("tampered-config", AREA, "`config.json` edited and the manifest rewritten to match",
           "no longer verified: publish refuses; check exits 1 naming the argument",
           r"config argument 'layer_norm_epsilon' is 0\.5"),
@@ -133,3 +138,28 @@ def test_tampered_preset(fault, verified, tmp_path, no_network):
 
     assert re.search(fault.message, " ".join(result.stdout.split())), result.stdout
     assert_one_clear_line(cli("publish", tampered, "--to", "hf://standin/tampered"), "its parity check failed")
+
+
+@pytest.mark.parametrize("fault", [f for f in FAULTS if f.id.startswith("lora-")], ids=lambda f: f.id)
+def test_foreign_lora_file(fault, verified, tmp_path):
+    import numpy as np
+
+    from presetforge import LoraError
+    from tests.checkpoints import make_bert
+
+    _, master = verified
+    if fault.id == "lora-other-base":
+        other = make_gpt2(tmp_path / "hf", tokenizer=True, seed=7)
+        convert(other, tmp_path / "other")
+    else:
+        convert(make_bert(tmp_path / "hf"), tmp_path / "other")
+    donor = Backbone.from_preset(tmp_path / "other")
+    donor.enable_lora(2)
+    donor.save_lora_weights(tmp_path / "adapter.lora.h5")
+
+    target = Backbone.from_preset(master)
+    before = [np.array(v.numpy()) for v in target.weights]
+    with pytest.raises(LoraError, match=fault.message):
+        target.load_lora_weights(tmp_path / "adapter.lora.h5")
+    assert getattr(target, "_lora_rank", None) is None
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, target.weights))
