@@ -31,6 +31,46 @@ HF_ACTIVATIONS = {
 }
 
 
+# Keys transformers writes into (nearly) every config.json that never change what a model
+# computes in inference: identities, token ids, generation defaults, training-only settings.
+COMMON_IRRELEVANT_KEYS = frozenset(
+    {
+        "_name_or_path", "architectures", "model_type", "transformers_version", "torch_dtype", "dtype",
+        "bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id", "cls_token_id", "unk_token_id",
+        "mask_token_id", "decoder_start_token_id", "tokenizer_class", "use_cache", "initializer_range",
+        "output_attentions", "output_hidden_states", "return_dict", "torchscript", "use_bfloat16",
+        "id2label", "label2id", "num_labels", "problem_type", "finetuning_task", "task_specific_params",
+        "prefix", "gradient_checkpointing", "tf_legacy_loss", "chunk_size_feed_forward",
+        "max_length", "min_length", "do_sample", "early_stopping", "num_beams", "num_beam_groups",
+        "diversity_penalty", "temperature", "top_k", "top_p", "typical_p", "repetition_penalty",
+        "length_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size", "bad_words_ids",
+        "num_return_sequences", "output_scores", "return_dict_in_generate", "forced_bos_token_id",
+        "forced_eos_token_id", "remove_invalid_values", "exponential_decay_length_penalty",
+        "suppress_tokens", "begin_suppress_tokens",
+    }
+)
+
+
+class _Reading(dict):
+    """A config dict that remembers which keys were read: what ``backbone_config`` consumed."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.read = set()
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        self.read.add(key)
+        return super().__contains__(key)
+
+
 def register(model_type):
     """Class decorator: make the converter the one for HF ``model_type``."""
 
@@ -116,6 +156,9 @@ class Converter:
             deliberately left unused: buffers, tied or task heads.
         required: config key → (the only value implemented, what the flag does).
             Any other value is refused; a missing key means the implemented value.
+        irrelevant: config keys that do not change what the model computes in
+            inference (dropout rates, say), besides ``COMMON_IRRELEVANT_KEYS``.
+            Every other key must be read by ``backbone_config``, or the config is refused.
         tensors: upstream name (after prefix and renames; ``{i}`` is the layer
             index) → Keras variable path, or a ``Rule`` for anything but a copy.
         num_layers_arg: the backbone argument giving the number of ``{i}`` values.
@@ -128,6 +171,7 @@ class Converter:
     renames = ()
     ignore = ()
     required = {}
+    irrelevant = ()
     tensors = {}
     num_layers_arg = "num_layers"
 
@@ -145,6 +189,21 @@ class Converter:
         raise NotImplementedError
 
     # -- shared helpers; subclasses do not override these ------------------------
+
+    def arguments(self, config):
+        """The backbone's constructor arguments for an upstream ``config.json`` (a dict), after
+        proving every key of it is honoured: read by ``backbone_config``, a flag with the one
+        value implemented, or irrelevant to the numbers. Anything else is a ``ConversionError``."""
+        self.check_config(config)
+        reading = _Reading(config)
+        arguments = self.backbone_config(reading)
+        unknown = sorted(set(config) - reading.read - set(self.required) - set(self.irrelevant) - COMMON_IRRELEVANT_KEYS)
+        if unknown:
+            raise ConversionError(
+                f"{self.model_type} config key {', '.join(repr(k) for k in unknown)} is not understood by the "
+                f"{self.name} converter; refusing to ignore it (it may change what the model computes)"
+            )
+        return arguments
 
     def check_config(self, config):
         """Refuse any flag whose value this converter (and the backbone) does not implement."""

@@ -16,6 +16,10 @@ class BertConverter(Converter):
         r"cls\..*",  # pretraining heads (masked LM tied to the embeddings, next sentence)
         r"embeddings\.(position_ids|token_type_ids)",  # index buffers
     )
+    irrelevant = (
+        "attention_probs_dropout_prob", "classifier_dropout",  # dropout in training
+        "tie_word_embeddings",  # ties the masked-LM head, which is not converted
+    )
     required = {
         "position_embedding_type": ("absolute", "relative position embeddings"),
         "is_decoder": (False, "causal self-attention"),

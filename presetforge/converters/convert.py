@@ -83,7 +83,6 @@ def convert(
     source_dir = Path(source_dir)
     with Checkpoint(source_dir) as checkpoint:
         converter = get_converter(checkpoint.config.get("model_type"))
-        converter.check_config(checkpoint.config)
         has_tokenizer = hf_dir_has_tokenizer(source_dir)
         source_files = list(checkpoint.files)
         if has_tokenizer:
@@ -91,7 +90,7 @@ def convert(
         # The provenance hashes of the upstream files are computed in a background
         # thread (hashlib releases the GIL) while the model is planned and the tensors stream.
         with _in_background(preset.sha256_files, source_dir, source_files) as source_hashes:
-            kwargs = converter.backbone_config(checkpoint.config)
+            kwargs = converter.arguments(checkpoint.config)
             backbone = keras_weights.abstract_backbone(converter.backbone_cls, **kwargs, dtype=dtype)
             steps, ignored = plan(converter, checkpoint, backbone, kwargs)
             total_bytes = sum(int(np.prod(v.shape)) * target.itemsize for v in backbone.weights)

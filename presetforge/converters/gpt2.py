@@ -14,6 +14,11 @@ class GPT2Converter(Converter):
         r"lm_head\.weight",  # when tied to wte (an untied head is converted, see tensor_map)
         r"h\.\d+\.attn\.(masked_)?bias",  # causal-mask buffers of older checkpoints
     )
+    irrelevant = (
+        "attn_pdrop", "embd_pdrop", "n_ctx",  # dropout in training; n_ctx is an old alias of n_positions
+        # The sequence-summary head of GPT2DoubleHeadsModel, which is not converted.
+        "summary_activation", "summary_first_dropout", "summary_proj_to_labels", "summary_type", "summary_use_proj",
+    )
     required = {
         "scale_attn_weights": (True, "scale attention scores by 1/sqrt(head_dim)"),
         "scale_attn_by_inverse_layer_idx": (False, "scale attention scores by 1/(layer_idx + 1)"),
