@@ -1,5 +1,6 @@
 """The ``presetforge`` command: parse, call the library, print. Exit codes: 0 verified,
-1 parity failed, 2 bad input."""
+1 parity failed, 2 bad input, 128 + the signal's number when interrupted (130 SIGINT,
+143 SIGTERM, 129 SIGHUP)."""
 
 import dataclasses
 import functools
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from presetforge import interrupts
 from presetforge.errors import PresetforgeError
 
 EXIT_OK, EXIT_PARITY_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -108,7 +110,20 @@ def run_check(preset_dir, reference, write, as_json, name=None):
     return _verdict(report, preset_dir)
 
 
-@click.group()
+class _Commands(click.Group):
+    """The command group; SIGINT, SIGTERM and SIGHUP end any command alike: what it was writing
+    discarded (``interrupts.signals_raise``), one line on stderr, exit status 128 + the signal."""
+
+    def invoke(self, ctx):
+        try:
+            with interrupts.signals_raise():
+                return super().invoke(ctx)
+        except interrupts.Interrupted as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False)
+            sys.exit(e.exit_status)
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="presetforge")
 def main():
     """Convert Hugging Face checkpoints to verified Keras 3 presets."""
