@@ -5,7 +5,8 @@ replace needs two renames and leaves a moment with nothing at the target.
 Linux (``renameat2``) and macOS (``renamex_np``) can exchange two paths in one
 step, and create without replacing; ``Unsupported`` says the system or the
 filesystem (NFS, say) cannot, so the caller takes another way. Directory locks
-tell a live writer's staging directory from one a dead process left behind.
+tell a live writer's staging directory from one a dead process left behind;
+lock files let one process at a time write a target.
 """
 
 import ctypes
@@ -143,4 +144,70 @@ def lock_directory(path):
 def unlock(fd):
     """Release a lock from ``lock_directory`` (``None`` is ignored)."""
     if fd is not None:
+        os.close(fd)
+
+
+class LockHeld(OSError):
+    """Another live process holds the lock file ``filename``; ``pid`` is its process id (``None`` if unknown)."""
+
+    def __init__(self, path, pid):
+        super().__init__(errno.EWOULDBLOCK, "held by another process", os.fspath(path))
+        self.pid = pid
+
+
+def lock_file(path):
+    """Hold an exclusive lock on the file ``path``, created if need be, and write this process's id in it.
+
+    Returns a descriptor to pass to ``unlock_file``, or ``None`` where there
+    are no locks (Windows); raises ``LockHeld`` if a live process holds it. The
+    holder removes the file before releasing it (``unlock_file``), so a lock
+    taken on a file that is no longer at ``path`` is no lock at all: the file
+    is opened again. The system drops a dead process's lock, so a file left
+    by one is simply taken over.
+    """
+    if fcntl is None:
+        return None
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LockHeld(path, _lock_holder(path)) from None
+            try:
+                current = os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+            except FileNotFoundError:
+                current = False
+            if current:
+                try:
+                    os.ftruncate(fd, 0)
+                    os.write(fd, f"{os.getpid()}\n".encode())
+                except BaseException:
+                    os.unlink(path)
+                    raise
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def _lock_holder(path):
+    """The process id written in the lock file ``path``, or ``None`` if none is (yet)."""
+    try:
+        with open(path, "rb") as f:
+            return int(f.read(32))
+    except (OSError, ValueError):
+        return None
+
+
+def unlock_file(path, fd):
+    """Remove the lock file ``path``, then release the lock from ``lock_file`` (``None`` is ignored)."""
+    if fd is None:
+        return
+    try:
+        os.unlink(path)
+    except FileNotFoundError:  # someone removed it meanwhile: nothing to tidy
+        pass
+    finally:
         os.close(fd)

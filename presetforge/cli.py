@@ -1,5 +1,6 @@
 """The ``presetforge`` command: parse, call the library, print. Exit codes: 0 verified,
-1 parity failed, 2 bad input."""
+1 parity failed, 2 bad input, 128 + the signal's number when interrupted (130 SIGINT,
+143 SIGTERM, 129 SIGHUP)."""
 
 import dataclasses
 import functools
@@ -14,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from presetforge import interrupts
 from presetforge.errors import PresetforgeError
 
 EXIT_OK, EXIT_PARITY_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -35,11 +37,16 @@ def _clear_errors(command):
         except (PresetforgeError, ValueError, OSError) as e:
             if click.get_current_context().find_root().params.get("debug"):
                 err.print_exception()
-            line = " ".join(part.strip() for part in str(e).splitlines() if part.strip())
-            err.print(Text.assemble(("error:", "bold red"), f" {line}"), highlight=False)
+            _print_error(e)
             sys.exit(EXIT_BAD_INPUT)
 
     return wrapper
+
+
+def _print_error(error):
+    """``error: <message>`` on stderr, as one line whatever the message holds."""
+    line = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
+    err.print(Text.assemble(("error:", "bold red"), f" {line}"), highlight=False)
 
 
 def _progress(enabled):
@@ -114,7 +121,20 @@ def run_check(preset_dir, reference, write, as_json, name=None):
     return _verdict(report, preset_dir)
 
 
-@click.group()
+class _Commands(click.Group):
+    """The command group; SIGINT, SIGTERM and SIGHUP end any command alike: what it was writing
+    discarded (``interrupts.signals_raise``), one line on stderr, exit status 128 + the signal."""
+
+    def invoke(self, ctx):
+        try:
+            with interrupts.signals_raise():
+                return super().invoke(ctx)
+        except interrupts.Interrupted as e:
+            _print_error(e)
+            sys.exit(e.exit_status)
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="presetforge")
 @click.option("--debug", is_flag=True, help="On an error, show its traceback too.")
 def main(debug):

@@ -12,6 +12,14 @@ class PresetError(PresetforgeError):
     """A preset directory is malformed, of the wrong kind, or cannot be written."""
 
 
+class InUseError(PresetError):
+    """Another process is writing the same preset directory; ``pid`` is its process id (``None`` if unknown)."""
+
+    def __init__(self, message, pid=None):
+        self.pid = pid
+        super().__init__(message)
+
+
 class IntegrityError(PresetError):
     """A preset's files do not match its manifest; ``filename`` names the culprit."""
 

@@ -26,7 +26,7 @@ import stat
 from pathlib import Path
 
 from presetforge import atomic
-from presetforge.errors import IntegrityError, PresetError
+from presetforge.errors import InUseError, IntegrityError, PresetError
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -602,33 +602,62 @@ def writing(target, carry_over=True):
     leaves ``target`` holding the old preset or the new one, whole (see
     ``_swap_into_place``), and the new one is on the disk before it is in place.
     What a crashed writer left beside the target is removed by the next one.
+    Any exception (``KeyboardInterrupt`` and ``SystemExit`` included) discards the stage.
+
+    One process at a time writes a target: while another holds its lock
+    (``_sole_writer``), this raises ``InUseError`` before touching anything.
     """
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
-    is_preset = (target / MANIFEST_FILE).is_file()
-    existed = os.path.lexists(target)
-    if existed and not is_preset and (not target.is_dir() or any(target.iterdir())):
-        raise PresetError(f"{target} exists and is not a preset; refusing to overwrite it")
-    _remove_leftovers(target)
-    stage_root, lock = _new_stage(target)
-    stage = Stage(stage_root)
+    with _sole_writer(target):
+        is_preset = (target / MANIFEST_FILE).is_file()
+        existed = os.path.lexists(target)
+        if existed and not is_preset and (not target.is_dir() or any(target.iterdir())):
+            raise PresetError(f"{target} exists and is not a preset; refusing to overwrite it")
+        _remove_leftovers(target)
+        stage_root, lock = _new_stage(target)
+        stage = Stage(stage_root)
+        try:
+            if is_preset and carry_over:
+                _carry_over(target, stage_root)
+            yield stage
+            _step("staged")
+            write_json(stage_root / MANIFEST_FILE, build_manifest(stage_root, stage._known_digests()))
+            stage._close()
+            _step("manifest written")
+            _sync_tree(stage_root)
+            _step("synced")
+            _swap_into_place(stage_root, target, replace=existed)
+        except BaseException:
+            stage._close()
+            _discard(stage_root)
+            raise
+        finally:
+            atomic.unlock(lock)
+
+
+@contextlib.contextmanager
+def _sole_writer(target):
+    """Hold the lock that makes this process ``target``'s only writer, or raise ``InUseError``.
+
+    The lock is a file beside the target, ``.<name>.lock``, removed when the
+    write ends; one a killed writer left is taken over by the next. Without it
+    two writers would each swap in a complete preset, the later silently
+    replacing the other (and, of two writers each adding a part, dropping the
+    other's part).
+    """
+    path = target.with_name(f".{target.name}.lock")
     try:
-        if is_preset and carry_over:
-            _carry_over(target, stage_root)
-        yield stage
-        _step("staged")
-        write_json(stage_root / MANIFEST_FILE, build_manifest(stage_root, stage._known_digests()))
-        stage._close()
-        _step("manifest written")
-        _sync_tree(stage_root)
-        _step("synced")
-        _swap_into_place(stage_root, target, replace=existed)
-    except BaseException:
-        stage._close()
-        _discard(stage_root)
-        raise
+        fd = atomic.lock_file(path)
+    except atomic.LockHeld as held:
+        holder = f" (pid {held.pid})" if held.pid else ""
+        raise InUseError(
+            f"{target} is being written by another process{holder}; try again once it has finished", held.pid
+        ) from None
+    try:
+        yield
     finally:
-        atomic.unlock(lock)
+        atomic.unlock_file(path, fd)
 
 
 def _swap_into_place(stage_root, target, replace):

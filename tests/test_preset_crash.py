@@ -251,6 +251,26 @@ def test_a_live_writers_stage_is_left_alone(tmp_path, sources):
     assert sorted(os.listdir(target.parent)) == ["preset"]
 
 
+def test_a_lock_file_its_holder_removed_meanwhile_is_opened_again(tmp_path, monkeypatch):
+    """The holder removes the lock file before releasing it: a lock then taken on the removed file is none."""
+    path = tmp_path / ".preset.lock"
+    locked = []
+    flock = atomic.fcntl.flock
+
+    def holder_finishes_between_open_and_lock(fd, operation):
+        if not locked:
+            os.unlink(path)
+        locked.append(os.fstat(fd).st_ino)
+        flock(fd, operation)
+
+    monkeypatch.setattr(atomic.fcntl, "flock", holder_finishes_between_open_and_lock)
+    fd = atomic.lock_file(path)
+    assert len(locked) == 2 and locked[-1] == os.stat(path).st_ino == os.fstat(fd).st_ino
+    assert path.read_text() == f"{os.getpid()}\n"
+    atomic.unlock_file(path, fd)
+    assert not path.exists()
+
+
 @pytest.mark.skipif(sys.platform != "linux" or os.uname().machine not in ("x86_64", "aarch64"), reason="Linux only")
 def test_exchange_through_the_raw_syscall_where_libc_lacks_renameat2(tmp_path, monkeypatch):
     class SyscallOnly:
