@@ -8,12 +8,28 @@ their standard environment, read at call time so one process can be re-pointed:
 ``KAGGLE_API_ENVIRONMENT``, ``KAGGLE_API_TOKEN``, ``KAGGLE_USERNAME``/``KAGGLE_KEY``,
 ``KAGGLEHUB_CACHE`` (and ``HTTP(S)_PROXY``, which both clients honour).
 
-Every client failure leaves as one ``HubError`` subclass with one clear line. Uploads retry only
-where it is safe: a Hugging Face commit is content-addressed (an identical retry is a no-op), and
-a Kaggle upload is retried only when Kaggle confirms that no new version appeared.
+Every client failure leaves as one ``HubError`` subclass with one clear line. A transient failure
+(HTTP 5xx/429, a timeout, a connection that broke off, a download that arrived shorter than
+announced or with the wrong checksum) is retried with backoff wherever that is safe: every read
+(downloads, repo info, version numbers, manifest lookups) is, a Hugging Face commit is
+content-addressed (an identical retry is a no-op), and a Kaggle upload is retried only when Kaggle
+confirms that no new version appeared. Refusals (401, 403, 404) are never retried.
+
+Neither client leaves a damaged download behind as complete: huggingface_hub compares each file's
+size with the one announced and keeps a short one as ``.incomplete`` (resumed by the next try);
+kagglehub checks the size and md5 Kaggle sends and deletes a mismatching file, and marks a version
+complete only once every file arrived. Two gaps in the clients are closed here: huggingface_hub
+sends its repo-info and file-listing requests without a timeout (see ``_hf_bounded_reads``), and
+kagglehub writes each file of a small version to ``os.path.join(target, name)`` with the name as
+Kaggle lists it, so a listed ``../x`` or ``/x`` would land outside its target (see
+``_refuse_unsafe_names``; the archive kagglehub unpacks for larger versions goes through
+``zipfile``/``tarfile`` extraction, which keeps every member inside). huggingface_hub itself
+refuses such names. One gap stays open: kagglesdk sends every request without a timeout and has
+no setting for one, so a Kaggle that accepts a connection and never answers is not bounded here.
 """
 
 import contextlib
+import contextvars
 import errno
 import logging
 import os
@@ -36,7 +52,7 @@ from presetforge.preset import MANIFEST_FILE, sha256_file
 
 logger = logging.getLogger(__name__)
 
-RETRY_ATTEMPTS = 3  # tries of one upload step that failed transiently (HTTP 5xx/429, broken connection)
+RETRY_ATTEMPTS = 3  # tries of one idempotent hub step that failed transiently (see _is_transient)
 RETRY_BACKOFF_S = 1.0  # first pause between tries; doubles each time
 _SKIP_DIRS = (".git", ".cache/huggingface")  # client bookkeeping, never preset content
 HF_PLUMBING = (".gitattributes",)  # files the Hub adds to every repo; not part of a preset
@@ -149,14 +165,18 @@ def download_hf(repo_id, revision=None):
     from huggingface_hub import snapshot_download
 
     what = _hf_what(repo_id, revision)
-    with _hf_errors(what):
-        path = snapshot_download(
-            repo_id,
-            revision=revision,
-            endpoint=_hf_endpoint(),
-            cache_dir=_hf_cache_dir(),
-            local_files_only=_hf_offline(),
-            ignore_patterns=list(HF_PLUMBING),
+    with _hf_errors(what, "download"), _hf_bounded_reads():
+        path = _retrying(
+            lambda: snapshot_download(
+                repo_id,
+                revision=revision,
+                endpoint=_hf_endpoint(),
+                cache_dir=_hf_cache_dir(),
+                local_files_only=_hf_offline(),
+                ignore_patterns=list(HF_PLUMBING),
+            ),
+            lambda e: _hf_error(what, e, "download"),
+            _hf_transient,
         )
     return _regular_files(Path(path))
 
@@ -208,7 +228,8 @@ def hf_manifest_sha(repo_id, revision=None):
     what = _hf_what(repo_id, revision)
     if _hf_offline():
         raise OfflineError(f"HF_HUB_OFFLINE is set: cannot ask the Hugging Face hub what {what} holds")
-    with _hf_errors(what):
+
+    def manifest_path():
         try:
             info = _hf_api().repo_info(repo_id, revision=revision)
         except hf_errors.GatedRepoError:
@@ -219,7 +240,7 @@ def hf_manifest_sha(repo_id, revision=None):
         if info.siblings is not None and MANIFEST_FILE not in siblings:
             return None
         try:
-            path = hf_hub_download(
+            return hf_hub_download(
                 repo_id,
                 MANIFEST_FILE,
                 revision=info.sha,  # the commit just named: immutable, safe to take from the cache
@@ -228,7 +249,10 @@ def hf_manifest_sha(repo_id, revision=None):
             )
         except _hf_class("RemoteEntryNotFoundError", "EntryNotFoundError"):
             return None
-    return sha256_file(path)
+
+    with _hf_errors(what, "download"), _hf_bounded_reads():
+        path = _retrying(manifest_path, lambda e: _hf_error(what, e, "download"), _hf_transient)
+    return None if path is None else sha256_file(path)
 
 
 def hf_head(repo_id, revision=None):
@@ -236,8 +260,12 @@ def hf_head(repo_id, revision=None):
     what = _hf_what(repo_id, revision)
     if _hf_offline():
         raise OfflineError(f"HF_HUB_OFFLINE is set: cannot ask the Hugging Face hub what {what} holds")
-    with _hf_errors(what):
-        return _hf_api().repo_info(repo_id, revision=revision).sha
+    with _hf_errors(what, "download"), _hf_bounded_reads():
+        return _retrying(
+            lambda: _hf_api().repo_info(repo_id, revision=revision).sha,
+            lambda e: _hf_error(what, e, "download"),
+            _hf_transient,
+        )
 
 
 def upload_hf(folder, repo_id, commit_message, *, private=None, revision=None):
@@ -253,10 +281,13 @@ def upload_hf(folder, repo_id, commit_message, *, private=None, revision=None):
     _require_credentials("hf")
     what = _hf_what(repo_id, revision)
     api = _hf_api()
-    with _hf_errors(what):
-        _retrying(lambda: api.create_repo(repo_id, private=private, exist_ok=True), lambda e: _hf_error(what, e))
+    with _hf_errors(what, "publish"):
+        _retrying(
+            lambda: api.create_repo(repo_id, private=private, exist_ok=True), lambda e: _hf_error(what, e, "publish")
+        )
         return _retrying(
-            lambda: _commit_folder(api, folder, repo_id, commit_message, revision), lambda e: _hf_error(what, e)
+            lambda: _commit_folder(api, folder, repo_id, commit_message, revision),
+            lambda e: _hf_error(what, e, "publish"),
         )
 
 
@@ -279,16 +310,71 @@ def _commit_folder(api, folder, repo_id, commit_message, revision):
 
 
 @contextlib.contextmanager
-def _hf_errors(what):
+def _hf_errors(what, action):
     try:
         yield
     except HubError:
         raise
     except Exception as e:
-        error = _hf_error(what, e)
+        error = _hf_error(what, e, action)
         if error is None:
             raise
         raise error from e
+
+
+_hf_read_timeout = contextvars.ContextVar("presetforge_hf_read_timeout", default=None)
+
+
+def _hf_download_timeout():
+    """Seconds a Hugging Face read may wait for the hub: ``HF_HUB_DOWNLOAD_TIMEOUT`` now, else the client's."""
+    from huggingface_hub import constants
+
+    try:
+        return float(os.environ["HF_HUB_DOWNLOAD_TIMEOUT"])
+    except (KeyError, ValueError):
+        return float(constants.HF_HUB_DOWNLOAD_TIMEOUT)
+
+
+@contextlib.contextmanager
+def _hf_bounded_reads():
+    """Within this block, a GET or HEAD that huggingface_hub sends from this thread without any
+    timeout gets ``HF_HUB_DOWNLOAD_TIMEOUT``.
+
+    The client bounds its file transfers, but sends ``repo_info`` and the file listing of
+    ``snapshot_download`` with no timeout at all, so a hub that accepts the connection and never
+    answers would hang a download for ever. Only this thread's reads inside the block are touched
+    (a request hook on the client's shared session, keyed by a context variable): uploads, and
+    other users of huggingface_hub in the process, keep the client's own behaviour.
+    """
+    from huggingface_hub import get_session
+
+    hooks = get_session().event_hooks["request"]
+    if _bound_hf_read not in hooks:
+        hooks.append(_bound_hf_read)
+    token = _hf_read_timeout.set(_hf_download_timeout())
+    try:
+        yield
+    finally:
+        _hf_read_timeout.reset(token)
+
+
+def _bound_hf_read(request):
+    timeout = _hf_read_timeout.get()
+    if timeout is None or request.method not in ("GET", "HEAD"):
+        return
+    phases = ("connect", "read", "write", "pool")
+    current = request.extensions.get("timeout") or {}
+    if all(current.get(phase) is None for phase in phases):
+        request.extensions["timeout"] = dict.fromkeys(phases, timeout)
+
+
+def _hf_transient(e):
+    """``_is_transient``, seeing through the cache miss snapshot_download reports when a call failed."""
+    from huggingface_hub import errors as hf_errors
+
+    if isinstance(e, hf_errors.LocalEntryNotFoundError) and e.__cause__ is not None:
+        return _hf_transient(e.__cause__)
+    return _is_transient(e)
 
 
 def _hf_class(*names):
@@ -301,8 +387,9 @@ def _hf_class(*names):
     return ()
 
 
-def _hf_error(what, e):
-    """The ``HubError`` for a huggingface_hub failure, or ``None`` if it is not a hub failure."""
+def _hf_error(what, e, action):
+    """The ``HubError`` for a huggingface_hub failure while doing ``action`` ("download" or
+    "publish"), or ``None`` if it is not a hub failure."""
     from huggingface_hub import errors as hf_errors
 
     endpoint = _hf_endpoint_name()
@@ -316,8 +403,8 @@ def _hf_error(what, e):
         return NotFoundError(f"{what} not found on {endpoint} (or it is private and HF_TOKEN gives no access)")
     if isinstance(e, hf_errors.LocalEntryNotFoundError):
         cause = e.__cause__
-        if isinstance(cause, hf_errors.HfHubHTTPError):
-            return _hf_error(what, cause)
+        if isinstance(cause, hf_errors.HfHubHTTPError) or (cause is not None and _hf_transient(cause)):
+            return _hf_error(what, cause, action)
         cached = "only partly in" if isinstance(e, _hf_class("IncompleteSnapshotError")) else "not in"
         if _hf_offline():
             return OfflineError(f"HF_HUB_OFFLINE is set and {what} is {cached} the local cache")
@@ -330,15 +417,25 @@ def _hf_error(what, e):
             return UnauthorizedError(
                 f"the Hugging Face hub at {endpoint} rejected the token for {what} (HTTP 401): check HF_TOKEN"
             )
+        if status == 403 and action == "download":
+            return UnauthorizedError(
+                f"the token in HF_TOKEN may not read {what} (HTTP 403): check that its account has access"
+            )
         if status == 403:
             return UnauthorizedError(
                 f"the token in HF_TOKEN may not do this to {what} (HTTP 403): publishing needs a write token"
             )
         message = (e.server_message or str(e).splitlines()[0]).strip()
         return HubError(f"the Hugging Face hub at {endpoint} answered HTTP {status} for {what}: {message}")
+    if _is_damaged_transfer(e):
+        return HubError(f"the download of {what} from the Hugging Face hub at {endpoint} arrived damaged: {_short(e)}")
+    if isinstance(e, ValueError) and str(e).startswith(("Invalid filename", "Invalid pointer path")):
+        return HubError(f"{what} holds a file the client refuses to write: {_short(e)}")
     if _is_transport_error(e):
         if _is_unreachable(e):
             return OfflineError(f"cannot reach the Hugging Face hub at {endpoint} for {what}: {_short(e)}")
+        if _is_timeout(e):
+            return HubError(f"the Hugging Face hub at {endpoint} did not answer in time for {what}: {_short(e)}")
         return HubError(f"the connection to the Hugging Face hub at {endpoint} broke off for {what}: {_short(e)}")
     return None
 
@@ -382,7 +479,7 @@ def check_kaggle_framework(owner, model, framework, variation):
 
 def kaggle_latest_version(owner, model, framework, variation):
     """The newest version number of a Kaggle model instance, or ``None`` if it does not exist."""
-    return _kaggle_latest(owner, model, framework, variation, action="download")
+    return _retrying(lambda: _kaggle_latest(owner, model, framework, variation, action="download"), _no_error)
 
 
 def _kaggle_latest(owner, model, framework, variation, action):
@@ -413,16 +510,18 @@ def download_kaggle(owner, model, framework, variation, version=None):
 
     When Kaggle cannot be reached, an unversioned request falls back to the newest complete
     version in the cache (as huggingface_hub does for a branch); a versioned one is served from
-    the cache by kagglehub itself.
+    the cache. Before kagglehub writes anything, every file name the version lists is checked
+    (see ``_refuse_unsafe_names``).
     """
-    import kagglehub
-
     parts = (owner, model, framework, variation, version)
     _model_handle(*parts)
     what = _kaggle_what(*parts)
     try:
         with _kaggle_errors(what, "download"):
-            return Path(kagglehub.model_download(_kaggle_handle(*parts)))
+            return _retrying(
+                lambda: _download_kaggle_version(owner, model, framework, variation, version),
+                lambda e: _kaggle_error(what, e, "download"),
+            )
     except OfflineError:
         cached = None if version else _newest_cached_kaggle(owner, model, framework, variation)
         if cached is None:
@@ -431,6 +530,61 @@ def download_kaggle(owner, model, framework, variation, version=None):
             ) from None
         logger.warning("Kaggle is unreachable; using the cached %s", cached)
         return cached
+
+
+def _download_kaggle_version(owner, model, framework, variation, version):
+    """One try of ``download_kaggle``: the version's number, the cache, the names, then kagglehub."""
+    import kagglehub
+    from kagglehub.cache import Cache
+
+    parts = (owner, model, framework, variation)
+    version = version or _kaggle_latest(*parts, action="download")
+    if version is None:
+        raise NotFoundError(f"{_kaggle_what(*parts)} not found on Kaggle ({_kaggle_endpoint_name()})")
+    cached = Cache().load_from_cache(_model_handle(*parts, version=version))
+    if cached:
+        return Path(cached)
+    _refuse_unsafe_names(*parts, version)
+    return Path(kagglehub.model_download(_kaggle_handle(*parts, version)))
+
+
+def _refuse_unsafe_names(owner, model, framework, variation, version):
+    """Refuse a version that lists a file whose name would be written outside its download directory.
+
+    kagglehub writes each file of a version of up to 25 files to ``os.path.join(target, name)``
+    with the name as Kaggle lists it, so ``../x`` would land beside the target and ``/x`` anywhere.
+    The same listing kagglehub then reads is checked here first, every page of it. (A larger
+    version arrives as one archive, whose extraction keeps every member inside the target.)
+    """
+    from kagglehub.clients import build_kaggle_client
+    from kagglehub.exceptions import handle_call
+    from kagglesdk.models.types.model_api_service import ApiListModelInstanceVersionFilesRequest
+
+    handle = _model_handle(owner, model, framework, variation, version)
+    with build_kaggle_client() as client:
+        page = None
+        while page is None or page.next_page_token:
+            request = ApiListModelInstanceVersionFilesRequest()
+            request.owner_slug = owner
+            request.model_slug = model
+            request.framework = handle.framework_enum()
+            request.instance_slug = variation
+            request.version_number = version
+            if page is not None:
+                request.page_token = page.next_page_token
+            page = handle_call(lambda: client.models.model_api_client.list_model_instance_version_files(request))
+            for name in (f.name for f in page.files):
+                if _escapes(name):
+                    raise HubError(
+                        f"{_kaggle_what(owner, model, framework, variation, version)} lists a file named {name!r}, "
+                        "which would be written outside its download directory; refusing to download it"
+                    )
+
+
+def _escapes(name):
+    """Whether a hub's file name, joined to a directory, could point outside it (or is no plain name)."""
+    parts = name.replace("\\", "/").split("/")  # an absolute name starts with an empty part
+    return "\0" in name or ":" in parts[0] or any(part in ("", ".", "..") for part in parts)
 
 
 def _newest_cached_kaggle(owner, model, framework, variation):
@@ -457,14 +611,19 @@ def kaggle_manifest_sha(owner, model, framework, variation, version=None):
     if version is None:
         return None
     parts = (owner, model, framework, variation, version)
-    with _kaggle_errors(_kaggle_what(*parts), "download"):
+    what = _kaggle_what(*parts)
+
+    def manifest_path():
         try:
-            path = kagglehub.model_download(_kaggle_handle(*parts), path=MANIFEST_FILE)
+            return kagglehub.model_download(_kaggle_handle(*parts), path=MANIFEST_FILE)
         except Exception as e:
             if _http_status(e) == 404:
                 return None
             raise
-    return sha256_file(path)
+
+    with _kaggle_errors(what, "download"):
+        path = _retrying(manifest_path, lambda e: _kaggle_error(what, e, "download"))
+    return None if path is None else sha256_file(path)
 
 
 def upload_kaggle(folder, owner, model, framework, variation, license=None, version_notes=""):  # noqa: A002
@@ -481,7 +640,7 @@ def upload_kaggle(folder, owner, model, framework, variation, license=None, vers
     parts = (owner, model, framework, variation)
     _model_handle(*parts)
     what = _kaggle_what(*parts)
-    before = _kaggle_latest(*parts, action="upload")  # also proves the credentials before any bytes move
+    before = _retrying(lambda: _kaggle_latest(*parts, action="upload"), _no_error)  # proves the credentials too
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         try:
             kagglehub.model_upload(
@@ -501,9 +660,9 @@ def upload_kaggle(folder, owner, model, framework, variation, license=None, vers
             if attempt == RETRY_ATTEMPTS or not _is_transient(e):
                 suffix = f" (gave up after {attempt} tries)" if attempt > 1 else ""
                 raise type(error)(f"{error}{suffix}") from e
-            logger.warning("upload of %s failed (%s); retrying", what, error)
+            logger.info("upload of %s failed (%s); retrying", what, error)
             time.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))
-    after = _kaggle_latest(*parts, action="upload")
+    after = _retrying(lambda: _kaggle_latest(*parts, action="upload"), _no_error)
     if after is None or (before is not None and after <= before):
         raise HubError(f"Kaggle did not confirm a new version of {what} (latest is still {after})")
     return after
@@ -555,10 +714,12 @@ def _kaggle_error(what, e, action):
     if isinstance(e, kh_errors.BackendError):
         return HubError(f"Kaggle ({endpoint}) refused {what}: {_short(e)}")
     if isinstance(e, kh_errors.DataCorruptionError):
-        return HubError(f"the download of {what} arrived corrupted (md5 mismatch); try again")
+        return HubError(f"the download of {what} from Kaggle ({endpoint}) arrived damaged: its md5 does not match")
     if _is_transport_error(e):
         if _is_unreachable(e):
             return OfflineError(f"cannot reach Kaggle ({endpoint}) for {what}: {_short(e)}")
+        if _is_timeout(e):
+            return HubError(f"Kaggle ({endpoint}) did not answer in time for {what}: {_short(e)}")
         return HubError(f"the connection to Kaggle ({endpoint}) broke off for {what}: {_short(e)}")
     return None
 
@@ -583,22 +744,33 @@ def _local_files(folder):
     return names
 
 
-def _retrying(step, to_error):
-    """Run ``step``; on a transient failure try again (``RETRY_ATTEMPTS`` in all), with backoff."""
+def _retrying(step, to_error, transient=None):
+    """Run ``step`` (idempotent); on a ``transient`` failure (default: ``_is_transient``) try again,
+    ``RETRY_ATTEMPTS`` tries in all, pausing ``RETRY_BACKOFF_S``, then twice that, and so on.
+
+    The last failure leaves as ``to_error(e)`` (a ``HubError`` already raised is kept as it is),
+    saying how many tries were made.
+    """
+    transient = transient or _is_transient
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         try:
             return step()
         except Exception as e:
-            if attempt < RETRY_ATTEMPTS and _is_transient(e):
-                logger.warning("hub step failed (%s); retrying", _short(e))
+            if attempt < RETRY_ATTEMPTS and transient(e):
+                logger.info("hub step failed (%s); retrying", _short(e))
                 time.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))
                 continue
-            error = to_error(e)
-            if error is None:
+            error = e if isinstance(e, HubError) else to_error(e)
+            if error is None or (error is e and attempt == 1):
                 raise
             suffix = f" (gave up after {attempt} tries)" if attempt > 1 else ""
             raise type(error)(f"{error}{suffix}") from e
     raise AssertionError("unreachable")
+
+
+def _no_error(e):
+    """For a step that raises ``HubError`` itself: nothing else is a hub failure."""
+    return None
 
 
 def _http_status(e):
@@ -613,7 +785,8 @@ def _http_status(e):
 def _transport_error_types():
     import requests
 
-    types = [requests.ConnectionError, requests.Timeout]
+    # ChunkedEncodingError: requests' name for a response body that broke off before its end.
+    types = [requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError]
     for module in ("httpx2", "httpx"):
         try:
             types.append(__import__(module).TransportError)
@@ -627,11 +800,37 @@ def _is_transport_error(e):
 
 
 def _is_transient(e):
-    """Worth another try: the hub was busy or a connection broke (not a refusal, not "unreachable")."""
+    """Worth another try: the hub was busy or slow, a connection broke, or a download arrived
+    damaged (not a refusal, and not "unreachable", which the offline fallbacks answer)."""
+    if isinstance(e, HubError):  # raised by a step of ours from the client's failure
+        return e.__cause__ is not None and _is_transient(e.__cause__)
     status = _http_status(e)
     if status is not None:
         return status >= 500 or status == 429
-    return _is_transport_error(e) and not _is_unreachable(e)
+    return _is_damaged_transfer(e) or (_is_transport_error(e) and not _is_unreachable(e))
+
+
+def _is_damaged_transfer(e):
+    """A download that arrived shorter than announced (huggingface_hub's size check) or with another
+    md5 than Kaggle sent (kagglehub's); neither client keeps such a file as complete."""
+    from kagglehub.exceptions import DataCorruptionError
+
+    if isinstance(e, DataCorruptionError):
+        return True
+    return type(e) is OSError and str(e).startswith("Consistency check failed")
+
+
+def _is_timeout(e):
+    """Whether a transport failure is the client giving up waiting for an answer."""
+    import requests
+
+    types = [requests.Timeout, TimeoutError]
+    for module in ("httpx2", "httpx"):
+        try:
+            types.append(__import__(module).TimeoutException)
+        except (ImportError, AttributeError):
+            pass
+    return isinstance(e, tuple(types))
 
 
 def _is_unreachable(e):

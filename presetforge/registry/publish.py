@@ -91,7 +91,8 @@ def _publish_one(preset_dir, target, parsed, name, license_id, identity, dry_run
 def publish(preset_dir, targets, name=None, license_id=None, dry_run=False, record=False):
     """Publish a verified preset to every target; one ``Outcome`` per target, in order.
 
-    A failure at one target does not stop the others; it is reported, never recorded.
+    A failure at one target does not stop the others; it is reported, never recorded, and a
+    second run retries it (targets that already hold the preset are then up to date).
     With ``record``, each hub publication (or confirmed up-to-date state) of a catalog
     preset is written to the catalog with its version and manifest sha256.
     """
@@ -113,7 +114,7 @@ def publish(preset_dir, targets, name=None, license_id=None, dry_run=False, reco
         try:
             outcome = _publish_one(preset_dir, target, p, name, license_id, identity, dry_run)
         except HubError as e:
-            outcome = Outcome(target, "failed", error=str(e))
+            outcome = Outcome(target, "failed", error=f"{e}; publishing again retries it")
         outcomes.append(outcome)
         hub_confirmed = outcome.status in ("published", "up to date") and not isinstance(p, handles.LocalHandle)
         if record and entry is not None and hub_confirmed:

@@ -69,6 +69,14 @@ class HFState:
             self._commit(repo, "main", "initial commit", {".gitattributes": GITATTRIBUTES})
             return repo
 
+    def put_files(self, repo_id, files, message="put by a test"):
+        """Commit ``{path: bytes}`` to ``main`` of ``repo_id`` (created if missing) as they are, names
+        unchecked, so a test can serve what no client would upload; the commit sha."""
+        with self.lock:
+            repo = self.repos.get(repo_id) or self.create_repo(repo_id)
+            files = {**self.resolve(repo, "main").files, **files}
+            return self._commit(repo, "main", message, files)
+
     def gate(self, repo_id, granted=()):
         """Make ``repo_id`` gated: only tokens in ``granted`` may read it."""
         with self.lock:
@@ -334,6 +342,8 @@ def _commit(req, repo, rev):
 
 def _resolve(req, repo, rev, path):
     _injected(req, "hf.resolve")
+    if req.method == "GET":
+        _injected(req, "hf.file")
     repo_id = unquote(repo)
     commit = req.hub.hf.resolve(_readable(req, repo_id), unquote(rev))
     path = unquote(path)
@@ -348,7 +358,7 @@ def _resolve(req, repo, rev, path):
         end = int(match[2]) if match[2] else len(data) - 1
         headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
         data, status = data[start : end + 1], 206
-    req.handler.send(status, data, headers)
+    req.send_bytes(status, data, headers)
 
 
 _REPO = r"(?P<repo>[^/]+/[^/]+)"

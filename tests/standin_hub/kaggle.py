@@ -77,6 +77,15 @@ class KaggleState:
         with self.lock:
             self.gated.add((owner, model))
 
+    def put_version(self, owner, model, framework, variation, files):
+        """A new version of the instance (created if missing) holding exactly ``{path: bytes}``, names
+        unchecked, so a test can serve what Kaggle would not accept; its number."""
+        with self.lock:
+            m = self.models.get((owner, model)) or self._create_model(owner, model, model, False)
+            inst = m.instances.setdefault((framework, variation), Instance(variation, framework, None))
+            inst.versions.append(Version(len(inst.versions) + 1, "put by a test", dict(files), _now()))
+            return len(inst.versions)
+
     def versions(self, owner, model, framework, variation):
         """Version numbers of an instance, oldest first ([] when it does not exist)."""
         with self.lock:
@@ -300,7 +309,7 @@ def _download(req, body):
     if path:
         if path not in version.files:
             raise _error(404, f"File '{path}' not found in version {version.number}")
-        location = f"{base}/files/{where}/{quote(path)}"
+        location = f"{base}/files/{where}/{quote(path, safe='')}"  # a hostile '../x' arrives intact
     else:
         location = f"{base}/archive/{where}"
     req.body()
@@ -376,7 +385,7 @@ def _upload_status(req, blob):
 
 def _serve(req, data):
     md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
-    req.handler.send(200, data, {"x-goog-hash": f"md5={md5}"})
+    req.send_bytes(200, data, {"x-goog-hash": f"md5={md5}"})
 
 
 def _version_at(req, owner, model, framework, variation, number):

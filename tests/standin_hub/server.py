@@ -29,32 +29,54 @@ from tests.standin_hub.common import (
 
 @dataclass
 class Fault:
-    kind: str  # "status" or "drop"
+    kind: str  # "status", "drop", "delay", "cut" or "short"
     status: int = 500
-    after_bytes: int | None = None  # for "drop": bytes of the request body read before cutting
+    after_bytes: int | None = None  # "drop": request bytes read; "cut"/"short": response bytes sent
+    seconds: float = 0.0  # for "delay": how long the answer is held
+    path: str | None = None  # only requests whose path ends with this (any request if None)
 
 
 class Faults:
     """Planned failures, consumed one per matching request.
 
-    Operation names: ``hf.create_repo``, ``hf.preupload``, ``hf.commit``, ``hf.resolve``,
-    ``hf.info``, ``hf.tree``; ``kaggle.<Method>`` for every API method (``kaggle.CreateModelInstance``,
-    ``kaggle.StartBlobUpload``, ...), ``kaggle.blob_upload`` (the PUT of bytes to the upload URL)
-    and ``kaggle.file`` (the GET of a file the download redirected to).
+    Operation names: ``hf.create_repo``, ``hf.preupload``, ``hf.commit``, ``hf.resolve`` (HEAD and
+    GET of a file), ``hf.file`` (only the GET of a file's bytes), ``hf.info``, ``hf.tree``;
+    ``kaggle.<Method>`` for every API method (``kaggle.CreateModelInstance``, ``kaggle.StartBlobUpload``,
+    ...), ``kaggle.blob_upload`` (the PUT of bytes to the upload URL) and ``kaggle.file`` (the GET of
+    a file or archive the download redirected to). ``cut`` and ``short`` apply to the byte routes
+    (``hf.file``, ``hf.resolve``, ``kaggle.file``), ``delay`` to every operation but
+    ``kaggle.blob_upload`` (which takes ``fail`` and ``drop``), ``fail`` to all. With
+    ``path``, a fault waits for a request of ``op`` whose path ends with it (one file, say).
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._plans = {}
 
-    def fail(self, op, times=1, status=500):
+    def fail(self, op, times=1, status=500, path=None):
         """Answer the next ``times`` requests of ``op`` with HTTP ``status``."""
-        self._add(op, times, Fault("status", status=status))
+        self._add(op, times, Fault("status", status=status, path=path))
 
     def drop(self, op, times=1, after_bytes=None):
         """Cut the connection during the next ``times`` requests of ``op``, after reading
         ``after_bytes`` of the body (default: half of it)."""
         self._add(op, times, Fault("drop", after_bytes=after_bytes))
+
+    def delay(self, op, times=1, seconds=1.0):
+        """Hold the answer to the next ``times`` requests of ``op`` for ``seconds``, then give it
+        (to a client that may have stopped waiting)."""
+        self._add(op, times, Fault("delay", seconds=seconds))
+
+    def cut(self, op, times=1, after_bytes=0, path=None):
+        """Answer the next ``times`` requests of ``op`` announcing the whole body, but cut the
+        connection after sending ``after_bytes`` of it: a download cut short."""
+        self._add(op, times, Fault("cut", after_bytes=after_bytes, path=path))
+
+    def short(self, op, times=1, after_bytes=0, path=None):
+        """Answer the next ``times`` requests of ``op`` with only the first ``after_bytes`` of the
+        body, announced as the whole of it (the headers that describe the file are unchanged):
+        a truncated file that arrives looking complete."""
+        self._add(op, times, Fault("short", after_bytes=after_bytes, path=path))
 
     def clear(self):
         with self._lock:
@@ -64,10 +86,14 @@ class Faults:
         with self._lock:
             return len(self._plans.get(op, []))
 
-    def take(self, op):
+    def take(self, op, path=""):
+        """The next fault planned for a request of ``op`` to ``path``, removed from the plan, or ``None``."""
         with self._lock:
-            plan = self._plans.get(op)
-            return plan.pop(0) if plan else None
+            plan = self._plans.get(op, [])
+            for i, fault in enumerate(plan):
+                if fault.path is None or path.endswith(fault.path):
+                    return plan.pop(i)
+            return None
 
     def _add(self, op, times, fault):
         with self._lock:
@@ -84,6 +110,7 @@ class Request:
     query: dict
     headers: dict = field(repr=False)
     _body: bytes | None = field(default=None, repr=False)
+    _body_fault: Fault | None = field(default=None, repr=False)  # a "cut" or "short" for send_bytes
 
     @property
     def hub(self):
@@ -122,14 +149,32 @@ class Request:
         return ("other", value)
 
     def injected_failure(self, op):
-        """Apply the next fault planned for ``op``: a drop cuts the connection here;
-        a failure returns the HTTP status the hub should answer with (``None``: no fault)."""
-        fault = self.hub.faults.take(op)
+        """Apply the next fault planned for ``op``: a drop cuts the connection here, a delay holds
+        the request here, a cut or short answer is left to ``send_bytes``; a failure returns the
+        HTTP status the hub should answer with (``None``: no failure)."""
+        fault = self.hub.faults.take(op, self.path)
         if fault is None:
             return None
         if fault.kind == "drop":
             self.drop(fault.after_bytes)
+        if fault.kind == "delay":
+            self.hub.hold(fault.seconds)
+            return None
+        if fault.kind in ("cut", "short"):
+            self._body_fault = fault
+            return None
         return fault.status
+
+    def send_bytes(self, status, data, headers):
+        """Answer with file bytes, applying a planned ``cut`` or ``short`` fault (see ``Faults``)."""
+        fault = self._body_fault
+        if fault is None or self.method == "HEAD":
+            self.handler.send(status, data, headers)
+        elif fault.kind == "short":
+            self.handler.send(status, data[: fault.after_bytes], headers)
+        else:
+            self.handler.send(status, data, headers, cut_after=fault.after_bytes)
+            raise Dropped()
 
     def drop(self, after_bytes=None):
         """Read part of the body, then cut the connection without answering."""
@@ -202,7 +247,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- answering -----------------------------------------------------------------------
 
-    def send(self, status, body=b"", headers=None, content_type="application/octet-stream"):
+    def send(self, status, body=b"", headers=None, content_type="application/octet-stream", cut_after=None):
+        """Answer; with ``cut_after``, announce the whole body but cut the connection after that many bytes."""
+        self._log("dropped" if cut_after is not None else status)  # before the client can see the answer
         headers = dict(headers or {})
         if isinstance(body, str):
             body = body.encode()
@@ -213,18 +260,29 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
+        if cut_after is not None:
+            self.wfile.write(body[:cut_after])
+            self.wfile.flush()
+            self.drop_connection()
+            return
         if self.command != "HEAD" and body:
             self.wfile.write(body)
-        self._status = status
 
     def send_json(self, status, obj, headers=None):
         self.send(status, json.dumps(obj).encode(), headers, content_type="application/json")
 
+    def _log(self, status):
+        """Record this request in ``hub.log``, once."""
+        if not self._logged:
+            self._logged = True
+            self.server.hub.log.append((self.command, self._target_path, status))
+
     def _dispatch(self):
         self._body_read = False
-        self._status = None
+        self._logged = False
         hub = self.server.hub
         target = urlsplit(self.path)  # absolute-form when we are used as a proxy
+        self._target_path = target.path
         request = Request(
             handler=self,
             method=self.command,
@@ -233,21 +291,27 @@ class _Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
         )
         try:
-            if target.path.startswith("/api/v1/") or target.path.startswith("/_standin/kaggle/"):
-                kaggle_api.handle(request)
-            else:
-                hf_api.handle(request)
-        except Dropped:
-            self._status = "dropped"
-        except HttpError as e:
-            request.body()  # keep the connection usable: consume what the client sent
-            self.send_json(e.status, e.body, e.headers)
-        except Exception as e:  # a bug in the stand-in: say so loudly, as a 500
-            request.body()
-            self.send_json(500, {"error": f"stand-in bug: {type(e).__name__}: {e}"})
-            hub.bugs.append(e)
+            try:
+                if target.path.startswith("/api/v1/") or target.path.startswith("/_standin/kaggle/"):
+                    kaggle_api.handle(request)
+                else:
+                    hf_api.handle(request)
+            except Dropped:
+                self._log("dropped")
+            except HttpError as e:
+                request.body()  # keep the connection usable: consume what the client sent
+                self.send_json(e.status, e.body, e.headers)
+            except (BrokenPipeError, ConnectionResetError):
+                raise
+            except Exception as e:  # a bug in the stand-in: say so loudly, as a 500
+                request.body()
+                self.send_json(500, {"error": f"stand-in bug: {type(e).__name__}: {e}"})
+                hub.bugs.append(e)
+        except (BrokenPipeError, ConnectionResetError):  # the client stopped waiting (a delay fault)
+            self._log("client gone")
+            self.close_connection = True
         finally:
-            hub.log.append((self.command, target.path, self._status))
+            self._log(None)
 
 
 class _Server(ThreadingHTTPServer):
@@ -288,7 +352,8 @@ class StandinHub:
 
     Knobs for tests: ``faults`` (see ``Faults``), ``reject_auth`` (every authenticated
     request gets 401), ``hf.gate(repo_id)``, ``kaggle.gate(owner, model)``. ``log`` lists
-    ``(method, path, status)`` of every request served; ``bugs`` collects exceptions the
+    ``(method, path, status)`` of every request served, each entered before its answer leaves
+    (so a client holding the answer finds it there); ``bugs`` collects exceptions the
     stand-in itself raised (a test should find it empty).
     """
 
@@ -302,6 +367,7 @@ class StandinHub:
         self.kaggle = kaggle_api.KaggleState()
         self.log = []
         self.bugs = []
+        self._stopping = threading.Event()
         self._server = _Server((host, port), _Handler)
         self._server.hub = self
         self._thread = None
@@ -318,8 +384,13 @@ class StandinHub:
         self._thread.start()
         return self
 
+    def hold(self, seconds):
+        """Wait ``seconds`` in a request handler (a delay fault), or until the stand-in stops."""
+        self._stopping.wait(seconds)
+
     def stop(self):
         """Stop serving and free the port; later requests see "connection refused"."""
+        self._stopping.set()
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()
