@@ -135,6 +135,17 @@ def make_bert(
     return _save(_randomize(model, seed, std), directory, fmt)
 
 
+def make_causal_lm(directory, model_type, *, fmt="safetensors", seed=0, std=0.35, **config):
+    """A random tiny ``<Family>ForCausalLM`` checkpoint of ``model_type`` (``llama``, ``mistral`` …).
+
+    ``config`` is passed to the family's config class whole (give every size);
+    every parameter, norms and biases included, is drawn from N(0, std²).
+    """
+    config = transformers.AutoConfig.for_model(model_type, **config)
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    return _save(_randomize(model, seed, std), directory, fmt)
+
+
 def rewrite_tensors(directory, edit):
     """Replace ``model.safetensors``'s tensors with ``edit(dict_of_tensors)`` (which may mutate and return it)."""
     path = Path(directory) / "model.safetensors"

@@ -3,5 +3,6 @@
 from presetforge.backbones.backbone import Backbone
 from presetforge.backbones.bert import BertBackbone
 from presetforge.backbones.gpt2 import GPT2Backbone
+from presetforge.backbones.llama import LlamaBackbone
 
-__all__ = ["Backbone", "BertBackbone", "GPT2Backbone"]
+__all__ = ["Backbone", "BertBackbone", "GPT2Backbone", "LlamaBackbone"]

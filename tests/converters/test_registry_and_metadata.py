@@ -19,7 +19,7 @@ def test_registry_dispatches_by_model_type():
     assert isinstance(get_converter("bert"), BertConverter)
 
 
-@pytest.mark.parametrize("model_type", ["llama", None, ["gpt2"]])
+@pytest.mark.parametrize("model_type", ["mamba", None, ["gpt2"]])
 def test_unknown_model_type_is_a_conversion_error(model_type):
     with pytest.raises(ConversionError, match="no converter for model_type") as info:
         get_converter(model_type)
