@@ -88,3 +88,23 @@ def test_absolute_position_embeddings_are_accepted(tmp_path):
     config = json.loads((source / "config.json").read_text())
     (source / "config.json").write_text(json.dumps({**config, "position_embedding_type": "absolute"}))
     convert(source, tmp_path / "preset")
+
+
+GATE_VARIANTS = {
+    "default": {},
+    "tanh-gelu": dict(hidden_act="gelu_new"),
+    "relu": dict(hidden_act="relu"),
+    "three-segments": dict(type_vocab_size=3),
+    "epsilon-1e-5": dict(layer_norm_eps=1e-5),
+}
+
+
+@pytest.mark.parametrize("variant", GATE_VARIANTS)
+def test_variant_passes_the_gate(tmp_path, variant):
+    from presetforge.checks import parity
+
+    source = make_bert(tmp_path / "hf", **GATE_VARIANTS[variant])
+    convert(source, tmp_path / "preset")
+    report = parity.check(tmp_path / "preset", source)
+    assert report.passed and report.weights.passed, report.to_markdown()
+    assert max(s.max_abs for s in report.stages) <= 1e-5

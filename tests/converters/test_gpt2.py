@@ -120,3 +120,23 @@ def test_an_untied_head_converts_and_a_missing_one_is_refused(tmp_path):
     with pytest.raises(ConversionError, match="upstream tensor 'lm_head.weight' is missing from the checkpoint"):
         convert(source, tmp_path / "other")
     assert leftovers(tmp_path / "other") == []
+
+
+GATE_VARIANTS = {
+    "default": {},
+    "untied-head": dict(model_class="GPT2LMHeadModel", tie_word_embeddings=False),
+    "exact-gelu": dict(activation_function="gelu"),
+    "narrow-mlp": dict(n_inner=40),
+    "epsilon-1e-3": dict(layer_norm_epsilon=1e-3),
+}
+
+
+@pytest.mark.parametrize("variant", GATE_VARIANTS)
+def test_variant_passes_the_gate(tmp_path, variant):
+    from presetforge.checks import parity
+
+    source = make_gpt2(tmp_path / "hf", **GATE_VARIANTS[variant])
+    convert(source, tmp_path / "preset")
+    report = parity.check(tmp_path / "preset", source)
+    assert report.passed and report.weights.passed, report.to_markdown()
+    assert max(s.max_abs for s in report.stages[:-1]) <= 1e-5 and report.stages[-1].max_abs <= 1e-4
