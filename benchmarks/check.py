@@ -37,7 +37,7 @@ def _converted(label, tree, checkpoint, size):
 
 def bench(size, repeat, before=None):
     spec = common.SIZES[size]
-    checkpoint = common.gpt2_checkpoint(size)
+    checkpoint = common.checkpoint(size)
     trees = {"presetforge": None, **({"presetforge before": before} if before else {})}
     contenders = {}
     for label, tree in trees.items():

@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the checkpoint shapes are shared with the tests
+
+from tests.large_checkpoints import FAMILIES, write_safetensors  # noqa: E402
 WORKER = Path(__file__).resolve().parent / "worker.py"
 CACHE = Path(os.environ.get("PRESETFORGE_BENCH_CACHE", "/tmp/presetforge-bench"))
 MAIN_PYTHON = Path(sys.executable)
@@ -34,10 +37,14 @@ TORCH_VERSION = "2.13.0"
 MiB = 1024**2
 GiB = 1024**3
 
-# GPT-2 shapes; vocabulary 50257 and 1024 positions for all.
+# GPT-2 shapes (vocabulary 50257, 1024 positions) and a Llama shape (Llama 3.2 1B's: tied head).
 SIZES = {
-    "124m": dict(label="GPT-2 124M", n_layer=12, n_embd=768, n_head=12),
-    "xl": dict(label="GPT-2 XL shape", n_layer=48, n_embd=1600, n_head=25),
+    "124m": dict(label="GPT-2 124M", family="gpt2", n_layer=12, n_embd=768, n_head=12),
+    "xl": dict(label="GPT-2 XL shape", family="gpt2", n_layer=48, n_embd=1600, n_head=25),
+    "llama-1b": dict(
+        label="Llama 3.2 1B shape", family="llama", num_hidden_layers=16, hidden_size=2048, num_attention_heads=32,
+        num_key_value_heads=8, intermediate_size=8192, vocab_size=128256,
+    ),
 }
 
 
@@ -48,106 +55,27 @@ def log(*args):
 # -- checkpoints -------------------------------------------------------------------
 
 
-def gpt2_tensors(n_layer, n_embd, vocab_size=50257, n_positions=1024, **_):
-    """GPT2Model's state dict as (name, shape), in transformers' own order."""
-    tensors = [("wte.weight", (vocab_size, n_embd)), ("wpe.weight", (n_positions, n_embd))]
-    for i in range(n_layer):
-        h = f"h.{i}"
-        tensors += [
-            (f"{h}.ln_1.weight", (n_embd,)),
-            (f"{h}.ln_1.bias", (n_embd,)),
-            (f"{h}.attn.c_attn.weight", (n_embd, 3 * n_embd)),
-            (f"{h}.attn.c_attn.bias", (3 * n_embd,)),
-            (f"{h}.attn.c_proj.weight", (n_embd, n_embd)),
-            (f"{h}.attn.c_proj.bias", (n_embd,)),
-            (f"{h}.ln_2.weight", (n_embd,)),
-            (f"{h}.ln_2.bias", (n_embd,)),
-            (f"{h}.mlp.c_fc.weight", (n_embd, 4 * n_embd)),
-            (f"{h}.mlp.c_fc.bias", (4 * n_embd,)),
-            (f"{h}.mlp.c_proj.weight", (4 * n_embd, n_embd)),
-            (f"{h}.mlp.c_proj.bias", (n_embd,)),
-        ]
-    return tensors + [("ln_f.weight", (n_embd,)), ("ln_f.bias", (n_embd,))]
-
-
-def gpt2_config(n_layer, n_embd, n_head, vocab_size=50257, n_positions=1024, **_):
-    """A GPT-2 ``config.json`` as transformers writes it (the fields the converters read)."""
-    return {
-        "architectures": ["GPT2Model"],
-        "model_type": "gpt2",
-        "activation_function": "gelu_new",
-        "attn_pdrop": 0.1,
-        "bos_token_id": 50256,
-        "embd_pdrop": 0.1,
-        "eos_token_id": 50256,
-        "initializer_range": 0.02,
-        "layer_norm_epsilon": 1e-05,
-        "n_ctx": n_positions,
-        "n_embd": n_embd,
-        "n_head": n_head,
-        "n_inner": None,
-        "n_layer": n_layer,
-        "n_positions": n_positions,
-        "reorder_and_upcast_attn": False,
-        "resid_pdrop": 0.1,
-        "scale_attn_by_inverse_layer_idx": False,
-        "scale_attn_weights": True,
-        "summary_activation": None,
-        "summary_first_dropout": 0.1,
-        "summary_proj_to_labels": True,
-        "summary_type": "cls_index",
-        "summary_use_proj": True,
-        "tie_word_embeddings": True,
-        "use_cache": True,
-        "vocab_size": vocab_size,
-    }
-
-
-def write_safetensors(path, tensors, seed=0, std=0.02):
-    """A float32 safetensors file of N(0, std²) values, written one tensor at a time.
-
-    The format is an 8-byte header length, a JSON header, then the raw bytes;
-    writing it directly keeps memory at one tensor, whatever the model's size.
-    """
-    header, offset = {"__metadata__": {"format": "pt"}}, 0
-    for name, shape in tensors:
-        size = int(np.prod(shape)) * 4
-        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + size]}
-        offset += size
-    encoded = json.dumps(header, separators=(",", ":")).encode()
-    encoded += b" " * (-len(encoded) % 8)  # keep the data 8-byte aligned, as safetensors does
-    rng = np.random.default_rng(seed)
-    with open(path, "wb") as f:
-        f.write(len(encoded).to_bytes(8, "little"))
-        f.write(encoded)
-        for name, shape in tensors:
-            values = rng.standard_normal(shape, dtype=np.float32)
-            values *= std
-            if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
-                values += 1.0
-            f.write(values.tobytes())
-            del values
-
-
-def gpt2_checkpoint(size, cache=CACHE):
-    """The random GPT-2 checkpoint of ``size`` (``124m`` or ``xl``), made once and cached."""
+def checkpoint(size, cache=CACHE):
+    """The random checkpoint of ``size`` (a key of ``SIZES``), made once and cached."""
     spec = SIZES[size]
-    directory = cache / "checkpoints" / f"gpt2-{size}"
+    tensors, config = FAMILIES[spec["family"]]
+    directory = cache / "checkpoints" / f"{spec['family']}-{size}"
     if (directory / "model.safetensors").is_file() and (directory / "config.json").is_file():
         return directory
     log(f"making the random {spec['label']} checkpoint in {directory} …")
     staging = directory.with_name(directory.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    (staging / "config.json").write_text(json.dumps(gpt2_config(**spec), indent=2) + "\n")
-    write_safetensors(staging / "model.safetensors", gpt2_tensors(**spec))
+    (staging / "config.json").write_text(json.dumps(config(**spec), indent=2) + "\n")
+    write_safetensors(staging / "model.safetensors", tensors(**spec))
     shutil.rmtree(directory, ignore_errors=True)
     staging.rename(directory)
     return directory
 
 
 def largest_tensor_bytes(size):
-    return max(int(np.prod(shape)) * 4 for _, shape in gpt2_tensors(**SIZES[size]))
+    spec = SIZES[size]
+    return max(int(np.prod(shape)) * 4 for _, shape in FAMILIES[spec["family"]][0](**spec))
 
 
 def tree_bytes(path):

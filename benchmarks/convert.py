@@ -1,7 +1,8 @@
-"""Conversion benchmark: presetforge vs keras-hub on the same random GPT-2 checkpoints.
+"""Conversion benchmark: presetforge vs keras-hub on the same random checkpoints (GPT-2 and Llama shapes).
 
     .venv/bin/python benchmarks/convert.py                       # GPT-2 124M
     .venv/bin/python benchmarks/convert.py --sizes 124m,xl       # + GPT-2 XL's shape (6.2 GB float32)
+    .venv/bin/python benchmarks/convert.py --sizes llama-1b      # Llama 3.2 1B's shape (4.9 GB float32, tied head)
     .venv/bin/python benchmarks/convert.py --repeat 5
 
 presetforge: ``presetforge.converters.convert(hf_dir, out)`` (what ``presetforge
@@ -30,7 +31,7 @@ from common import GiB, MiB, fmt_bytes, markdown_table  # noqa: E402
 
 
 def _contenders(size, out, use_keras_hub):
-    checkpoint = common.gpt2_checkpoint(size)
+    checkpoint = common.checkpoint(size)
     weights = checkpoint / "model.safetensors"
 
     def fresh(path):
@@ -67,7 +68,7 @@ def _contenders(size, out, use_keras_hub):
 
 def bench(size, repeat, out, keras_hub="auto"):
     spec = common.SIZES[size]
-    checkpoint = common.gpt2_checkpoint(size)
+    checkpoint = common.checkpoint(size)
     model_bytes = common.tree_bytes(checkpoint / "model.safetensors")
     use_keras_hub = keras_hub == "yes" or (keras_hub == "auto" and common.mem_available() > 3 * model_bytes + 2 * GiB)
     if not use_keras_hub and keras_hub == "auto":

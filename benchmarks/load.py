@@ -33,7 +33,7 @@ def _preset(kind, size, rebuild):
         return path
     common.remove(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint = common.gpt2_checkpoint(size)
+    checkpoint = common.checkpoint(size)
     common.log(f"  making the {kind} preset of {size} …")
     if kind == "presetforge":
         common.run_worker(common.MAIN_PYTHON, "presetforge-convert", checkpoint, path)
@@ -48,7 +48,7 @@ def _weights_bytes(preset_dir):
 
 def bench(size, repeat, rebuild=False, keras_hub="auto"):
     spec = common.SIZES[size]
-    checkpoint = common.gpt2_checkpoint(size)
+    checkpoint = common.checkpoint(size)
     model_bytes = common.tree_bytes(checkpoint / "model.safetensors")
     use_keras_hub = keras_hub == "yes" or (keras_hub == "auto" and common.mem_available() > 3 * model_bytes + 2 * GiB)
     ours = _preset("presetforge", size, rebuild)
