@@ -1,22 +1,27 @@
 """``Tokenizer``: a thin wrapper over the Rust ``tokenizers`` library, saved as a preset asset.
 
-The HF fast-tokenizer file (``tokenizer.json``) already describes the whole
-pipeline (normalizer, pre-tokenizer, model, special tokens, post-processor),
-so presetforge stores that file verbatim as ``assets/tokenizer/tokenizer.json``
-and keeps only what it does not hold (the roles of the special tokens) in the
-preset's root ``tokenizer.json``. Ids are then identical to the HF fast
-tokenizer's by construction; ``from_hf_dir`` rebuilds that file the way
-``transformers`` does when a checkpoint ships only ``vocab.txt`` or
-``vocab.json`` + ``merges.txt``.
+The HF fast-tokenizer file (``tokenizer.json``) describes a whole pipeline
+(normalizer, pre-tokenizer, model, special tokens, post-processor), and
+presetforge stores such a file as ``assets/tokenizer/tokenizer.json``, keeping
+only what it does not hold (the roles of the special tokens) in the preset's
+root ``tokenizer.json``. ``from_hf_dir`` builds that file the way
+``transformers.AutoTokenizer`` builds its tokenizer, so ids are identical:
+the generic class loads the upstream ``tokenizer.json`` whole (kept byte for
+byte), while the model-specific classes of transformers 5 (BERT, GPT-2,
+RoBERTa, XLM-R, Llama, Gemma, Qwen2) take only the vocabulary from it, or
+from ``vocab.txt`` / ``vocab.json`` + ``merges.txt``, and set the rest of the
+pipeline themselves.
 """
 
+import base64
 import json
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 import tokenizers
-from tokenizers import AddedToken, decoders, normalizers, pre_tokenizers, processors
-from tokenizers.models import BPE, WordPiece
+from tokenizers import AddedToken, Regex, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import BPE, Unigram, WordPiece
 
 from presetforge import preset
 from presetforge.errors import PresetError
@@ -28,29 +33,6 @@ REGISTERED_NAME = "presetforge>Tokenizer"
 # The named special tokens of transformers, in the order it adds them to the
 # vocabulary (the order matters when a token is missing and gets a new id).
 SPECIAL_TOKEN_ROLES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
-
-# Tokenizer classes (``tokenizer_class`` in tokenizer_config.json, or the
-# ``model_type`` of config.json) whose vocab-file layout ``from_hf_dir`` rebuilds
-# exactly. Anything else needs its ``tokenizer.json``: guessing would give
-# silently different ids.
-_FAMILY_BY_CLASS = {
-    "BertTokenizer": "wordpiece",
-    "BertTokenizerFast": "wordpiece",
-    "GPT2Tokenizer": "byte_bpe",
-    "GPT2TokenizerFast": "byte_bpe",
-}
-_FAMILY_BY_MODEL_TYPE = {"bert": "wordpiece", "gpt2": "byte_bpe"}
-# The special tokens each class has when its config names none.
-_DEFAULT_SPECIAL_TOKENS = {
-    "wordpiece": {
-        "unk_token": "[UNK]",
-        "sep_token": "[SEP]",
-        "pad_token": "[PAD]",
-        "cls_token": "[CLS]",
-        "mask_token": "[MASK]",
-    },
-    "byte_bpe": {"unk_token": "<|endoftext|>", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"},
-}
 
 # Every file of an HF checkpoint that can shape its tokenizer (for provenance hashes).
 HF_TOKENIZER_FILES = (
@@ -136,39 +118,38 @@ class Tokenizer:
 
     @classmethod
     def from_hf_dir(cls, path):
-        """The tokenizer ``transformers.AutoTokenizer.from_pretrained(path)`` would build.
+        """The tokenizer ``transformers.AutoTokenizer.from_pretrained(path)`` builds, with its ids.
 
-        Prefers ``tokenizer.json``; otherwise rebuilds a WordPiece (BERT,
-        ``vocab.txt``) or byte-level BPE (GPT-2, ``vocab.json`` + ``merges.txt``)
-        tokenizer with the same normalization, special tokens and
-        post-processing, honouring ``tokenizer_config.json``.
+        Reads ``tokenizer.json`` and, for the classes that build their own
+        pipeline, the vocab files when there is no ``tokenizer.json``;
+        ``tokenizer_config.json`` (and the legacy special-token files) name
+        the class, its options and the special tokens; ``config.json``'s
+        ``model_type`` takes part in choosing the class, as in transformers.
         """
         path = Path(path)
         if not path.is_dir():
             raise PresetError(f"{path} is not a directory")
         hf_config = _read_hf_config(path)
         tokenizer_json = path / "tokenizer.json"
-        if tokenizer_json.is_file():
-            backend = tokenizers.Tokenizer.from_file(str(tokenizer_json))
-            before = backend.to_str()
-            special = _special_tokens(_family(path, hf_config), hf_config)
-            _add_hf_tokens(backend, hf_config, special)
-            # Untouched: keep the upstream file byte for byte.
-            source = tokenizer_json if backend.to_str() == before else backend
-            return cls(source, special_tokens=_contents(special))
-        family = _family(path, hf_config)
-        if family == "wordpiece" and (path / "vocab.txt").is_file():
-            backend, special = _build_wordpiece(path, hf_config)
-        elif family == "byte_bpe" and (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
-            backend, special = _build_byte_bpe(path, hf_config)
-        else:
+        upstream_text = tokenizer_json.read_text(encoding="utf-8") if tokenizer_json.is_file() else None
+        upstream = tokenizers.Tokenizer.from_str(upstream_text) if upstream_text is not None else None
+        as_loaded = upstream.to_str() if upstream is not None else None
+        class_name = _tokenizer_class(path, hf_config, upstream_text)
+        recipe = _RECIPES.get(class_name)
+        if recipe is None and upstream is None:
             raise PresetError(
-                f"{path} has no tokenizer.json, and its tokenizer "
-                f"({hf_config.get('tokenizer_class') or _model_type(path) or 'of unknown class'}) cannot be "
-                "rebuilt exactly from its files; presetforge rebuilds BERT (vocab.txt) and GPT-2 "
-                "(vocab.json + merges.txt) tokenizers only. Save the tokenizer with tokenizer.json."
+                f"{path} has no tokenizer.json, and its tokenizer ({class_name or 'of unknown class'}) cannot be "
+                "rebuilt exactly from its files; presetforge rebuilds only the classes that read vocab.txt "
+                "or vocab.json + merges.txt (BERT, GPT-2, RoBERTa, Qwen2). Save the tokenizer with tokenizer.json."
             )
-        return cls(backend, special_tokens=_contents(special))
+        if recipe is None:
+            backend, special = upstream, _special_tokens({}, hf_config)
+            _add_hf_tokens(backend, hf_config, special)
+        else:
+            backend, special = _build(recipe, path, hf_config, upstream_text, upstream, class_name)
+        # Nothing changed: keep the upstream file byte for byte.
+        unchanged = as_loaded is not None and backend.to_str() == as_loaded
+        return cls(tokenizer_json if unchanged else backend, special_tokens=_contents(special))
 
     @classmethod
     def from_preset(cls, preset_handle):
@@ -323,8 +304,10 @@ def _read_hf_config(path):
 
     A config written by transformers >= 4.34 lists every added token
     (``added_tokens_decoder``) and is complete. Older checkpoints spread that
-    over ``special_tokens_map.json`` (it overrides the config) and
-    ``added_tokens.json`` (tokens not named special there are normalized).
+    over ``special_tokens_map.json`` (it overrides the config),
+    ``added_tokens.json`` (tokens not named special there are normalized) and
+    tokenizer.json's own added tokens (with their flags, e.g. RoBERTa's
+    ``<mask>`` that takes the space before it).
     """
     config = _read_optional_json(path / "tokenizer_config.json")
     if "added_tokens_decoder" in config:
@@ -344,29 +327,71 @@ def _read_hf_config(path):
         index: {"content": token, "normalized": token not in named, "special": token in named}
         for token, index in _read_optional_json(path / "added_tokens.json").items()
     }
+    for token in _read_optional_json(path / "tokenizer.json").get("added_tokens", []):
+        config["added_tokens_decoder"][token["id"]] = {k: v for k, v in token.items() if k != "id"}
     return config
 
 
-def _model_type(path):
-    return _read_optional_json(path / "config.json").get("model_type")
+# transformers' tokenizer class for each model type presetforge converts (its
+# TOKENIZER_MAPPING_NAMES); "llama" has none. "TokenizersBackend" is the generic
+# class (PreTrainedTokenizerFast), which loads tokenizer.json whole.
+_GENERIC = "TokenizersBackend"
+_GENERIC_NAMES = frozenset({"TokenizersBackend", "PreTrainedTokenizer", "PythonBackend"})
+_CLASS_BY_MODEL_TYPE = {
+    "bert": "BertTokenizer",
+    "distilbert": "BertTokenizer",
+    "gpt2": "GPT2Tokenizer",
+    "roberta": "RobertaTokenizer",
+    "xlm-roberta": "XLMRobertaTokenizer",
+    "qwen2": "Qwen2Tokenizer",
+    "qwen3": "Qwen2Tokenizer",
+    "gemma": "GemmaTokenizer",
+    "gemma2": "GemmaTokenizer",
+    "gemma3": "GemmaTokenizer",
+    "gemma3_text": "GemmaTokenizer",
+    "mistral": _GENERIC,
+    "phi3": _GENERIC,
+}
+# Model types whose declared tokenizer_class transformers distrusts, using its own class instead.
+_DECLARED_CLASS_OVERRIDDEN = frozenset({"qwen2", "phi3"})
 
 
-def _family(path, hf_config):
-    """``"wordpiece"`` (BERT), ``"byte_bpe"`` (GPT-2) or ``None``, as AutoTokenizer picks the class.
+def _class_name(name):
+    """A tokenizer class name as transformers 5 resolves it: no ``Fast`` suffix, generic names merged."""
+    if not isinstance(name, str) or not name:
+        return None
+    name = name.removesuffix("Fast")
+    return _GENERIC if name in _GENERIC_NAMES else name
 
-    ``tokenizer_class`` decides; without it, config.json's ``model_type``; with
-    neither, the vocab files present.
+
+def _tokenizer_class(path, hf_config, upstream):
+    """The tokenizer class ``AutoTokenizer`` instantiates for ``path`` (``None``: it cannot tell).
+
+    The declared ``tokenizer_class`` wins, except: a Llama class over a
+    byte-level tokenizer.json (Llama 3 checkpoints) is generic; a model type
+    whose own class differs gets the generic class if that is its class
+    (Mistral, Phi-3), its own class where transformers distrusts the hub
+    (Qwen2). Nothing declared: the model type's class; no config.json either:
+    the vocab files present (BERT's or GPT-2's).
     """
-    declared = hf_config.get("tokenizer_class")
-    if declared is not None:
-        return _FAMILY_BY_CLASS.get(declared)
-    model_type = _model_type(path)
-    if model_type is not None:
-        return _FAMILY_BY_MODEL_TYPE.get(model_type)
-    if (path / "vocab.txt").is_file():
-        return "wordpiece"
-    if (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
-        return "byte_bpe"
+    model_config = _read_optional_json(path / "config.json")
+    model_type = model_config.get("model_type")
+    declared = _class_name(hf_config.get("tokenizer_class") or model_config.get("tokenizer_class"))
+    registered = _CLASS_BY_MODEL_TYPE.get(model_type)
+    byte_level = '"ByteLevel"' in (upstream or "")
+    if declared == "LlamaTokenizer" and model_type not in _DECLARED_CLASS_OVERRIDDEN and byte_level:
+        return _GENERIC
+    if declared and registered and declared != registered:
+        if registered == _GENERIC:
+            return _GENERIC
+        return registered if model_type in _DECLARED_CLASS_OVERRIDDEN else declared
+    if declared or registered:
+        return declared or registered
+    if model_type is None and upstream is None:
+        if (path / "vocab.txt").is_file():
+            return "BertTokenizer"
+        if (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
+            return "GPT2Tokenizer"
     return None
 
 
@@ -376,9 +401,9 @@ def _extra_special(hf_config):
     return list(extra.values()) if isinstance(extra, dict) else list(extra)
 
 
-def _special_tokens(family, hf_config):
+def _special_tokens(defaults, hf_config):
     """Role → token (string or AddedToken dict): the class defaults, overridden by the config."""
-    special = dict(_DEFAULT_SPECIAL_TOKENS.get(family, {}))
+    special = dict(defaults)
     special.update({role: hf_config[role] for role in SPECIAL_TOKEN_ROLES if role in hf_config})
     return special
 
@@ -406,10 +431,55 @@ def _add_hf_tokens(backend, hf_config, special):
         backend.add_tokens(tokens)
 
 
-def _build_wordpiece(path, hf_config):
-    """A BERT WordPiece tokenizer from ``vocab.txt``, as transformers' ``BertTokenizer`` builds it."""
-    special = _special_tokens("wordpiece", hf_config)
-    vocab = WordPiece.read_file(str(path / "vocab.txt"))
+# -- the pipelines of transformers' model-specific tokenizer classes ---------
+
+
+class _Recipe(NamedTuple):
+    """How one transformers tokenizer class builds its tokenizer from a vocabulary.
+
+    ``model``: the model type it reads from tokenizer.json; ``vocab_files``:
+    the files it reads instead when there is no tokenizer.json (none: the
+    SentencePiece ``.model`` classes, which presetforge does not parse);
+    ``defaults``: its special tokens when the config names none; ``pipeline``:
+    ``(vocab, merges, hf_config, special, upstream_json) -> tokenizers.Tokenizer``
+    with model, normalizer, pre-tokenizer and decoder set; ``post_processor``:
+    ``(backend, hf_config, special) -> processor`` for the classes that always
+    set their own, whatever tokenizer.json holds.
+    """
+
+    model: str
+    vocab_files: tuple
+    defaults: dict
+    pipeline: Callable
+    post_processor: Callable | None = None
+
+
+_METASPACE = "\u2581"
+# Qwen2Tokenizer's split pattern (single digits), which it uses whatever tokenizer.json says.
+_QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_ROBERTA_TOKENS = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "sep_token": "</s>",
+    "cls_token": "<s>",
+    "unk_token": "<unk>",
+    "pad_token": "<pad>",
+    "mask_token": "<mask>",
+}
+
+
+def _byte_level_bpe(vocab, merges):
+    return BPE(vocab, merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False)
+
+
+def _sentencepiece_decoder(strip_prefix):
+    steps = [decoders.Replace(_METASPACE, " "), decoders.ByteFallback(), decoders.Fuse()]
+    return decoders.Sequence(steps + ([decoders.Strip(" ", 1, 0)] if strip_prefix else []))
+
+
+def _bert_pipeline(vocab, merges, hf_config, special, upstream_json):
     backend = tokenizers.Tokenizer(WordPiece(vocab, unk_token=_token_content(special["unk_token"])))
     backend.normalizer = normalizers.BertNormalizer(
         clean_text=True,
@@ -419,34 +489,215 @@ def _build_wordpiece(path, hf_config):
     )
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece(prefix="##")
-    _add_hf_tokens(backend, hf_config, special)
+    return backend
+
+
+def _bert_post_processor(backend, hf_config, special):
     cls_token, sep_token = _token_content(special["cls_token"]), _token_content(special["sep_token"])
-    backend.post_processor = processors.TemplateProcessing(
+    return processors.TemplateProcessing(
         single=f"{cls_token}:0 $A:0 {sep_token}:0",
         pair=f"{cls_token}:0 $A:0 {sep_token}:0 $B:1 {sep_token}:1",
         special_tokens=[(cls_token, backend.token_to_id(cls_token)), (sep_token, backend.token_to_id(sep_token))],
     )
+
+
+def _gpt2_pipeline(vocab, merges, hf_config, special, upstream_json):
+    backend = tokenizers.Tokenizer(_byte_level_bpe(vocab, merges))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=hf_config.get("add_prefix_space", False))
+    backend.decoder = decoders.ByteLevel()
+    return backend
+
+
+def _roberta_post_processor(backend, hf_config, special):
+    """``<s> A </s>`` (pairs: ``</s></s> B </s>``); the class honours the config's ``add_prefix_space``."""
+    cls_token, sep_token = _token_content(special["cls_token"]), _token_content(special["sep_token"])
+    return processors.RobertaProcessing(
+        (sep_token, backend.token_to_id(sep_token)),
+        (cls_token, backend.token_to_id(cls_token)),
+        trim_offsets=hf_config.get("trim_offsets", True),
+        add_prefix_space=hf_config.get("add_prefix_space", False),
+    )
+
+
+def _precompiled_charsmap(upstream_json):
+    """The SentencePiece character map of tokenizer.json's normalizer, or ``None``."""
+    normalizer = (upstream_json or {}).get("normalizer") or {}
+    steps = normalizer.get("normalizers", []) if normalizer.get("type") == "Sequence" else [normalizer]
+    for step in steps:
+        if step.get("type") == "Precompiled" and "precompiled_charsmap" in step:
+            return step["precompiled_charsmap"]
+    return None
+
+
+def _xlm_roberta_pipeline(vocab, merges, hf_config, special, upstream_json):
+    """Unigram over whitespace-split words, "▁"-prefixed; of tokenizer.json's normalizer only the charsmap."""
+    backend = tokenizers.Tokenizer(Unigram(vocab, unk_id=3, byte_fallback=False))
+    charsmap = _precompiled_charsmap(upstream_json)
+    if charsmap is not None:
+        backend.normalizer = normalizers.Precompiled(base64.b64decode(charsmap))
+    prepend_scheme = "always" if hf_config.get("add_prefix_space", True) else "never"
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(_METASPACE, prepend_scheme=prepend_scheme)]
+    )
+    backend.decoder = decoders.Metaspace(_METASPACE, prepend_scheme=prepend_scheme)
+    return backend
+
+
+def _xlm_roberta_post_processor(backend, hf_config, special):
+    bos, eos = _token_content(special["bos_token"]), _token_content(special["eos_token"])
+    return processors.TemplateProcessing(
+        single=[bos, "$A", eos],
+        pair=[bos, "$A", eos, eos, "$B", eos],
+        special_tokens=[(bos, backend.token_to_id(bos)), (eos, backend.token_to_id(eos))],
+    )
+
+
+def _llama_pipeline(vocab, merges, hf_config, special, upstream_json):
+    """Byte-fallback BPE (no unk token); "▁" replaces spaces and prefixes the text.
+
+    Prefixed: only the text's start (``legacy: false``, the default), or every
+    segment between special tokens (``legacy: true``); never with
+    ``add_prefix_space: false``. tokenizer.json's normalizer is ignored.
+    """
+    add_prefix_space = hf_config.get("add_prefix_space")
+    add_prefix_space = True if add_prefix_space is None else add_prefix_space
+    if not add_prefix_space:
+        prepend_scheme = "never"
+    else:
+        prepend_scheme = "always" if hf_config.get("legacy", False) else "first"
+    backend = tokenizers.Tokenizer(BPE(vocab, merges, fuse_unk=True, byte_fallback=True, dropout=None))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(_METASPACE, prepend_scheme=prepend_scheme, split=False)
+    backend.decoder = _sentencepiece_decoder(strip_prefix=add_prefix_space)
+    return backend
+
+
+def _gemma_pipeline(vocab, merges, hf_config, special, upstream_json):
+    """Byte-fallback BPE; spaces become "▁" and nothing is prefixed."""
+    unk_token = _token_content(special.get("unk_token"))
+    model = BPE(vocab, merges, fuse_unk=True, unk_token=unk_token, dropout=None, byte_fallback=True)
+    backend = tokenizers.Tokenizer(model)
+    backend.normalizer = normalizers.Replace(" ", _METASPACE)
+    backend.pre_tokenizer = pre_tokenizers.Split(" ", behavior="merged_with_previous", invert=False)
+    backend.decoder = _sentencepiece_decoder(strip_prefix=False)
+    return backend
+
+
+def _qwen2_pipeline(vocab, merges, hf_config, special, upstream_json):
+    """NFC, then Qwen2's split pattern, then byte-level BPE."""
+    backend = tokenizers.Tokenizer(_byte_level_bpe(vocab, merges))
+    backend.normalizer = normalizers.NFC()
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=bool(hf_config.get("add_prefix_space")), use_regex=False),
+        ]
+    )
+    backend.decoder = decoders.ByteLevel()
+    return backend
+
+
+_BPE_FILES = ("vocab.json", "merges.txt")
+_BERT_TOKENS = {
+    "unk_token": "[UNK]",
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
+}
+_GPT2_TOKENS = {"unk_token": "<|endoftext|>", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"}
+_LLAMA_TOKENS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"}
+_GEMMA_TOKENS = {
+    "unk_token": "<unk>",
+    "bos_token": "<bos>",
+    "eos_token": "<eos>",
+    "pad_token": "<pad>",
+    "mask_token": "<mask>",
+}
+_QWEN2_TOKENS = {"unk_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
+_BERT = _Recipe("WordPiece", ("vocab.txt",), _BERT_TOKENS, _bert_pipeline, _bert_post_processor)
+# Keyed by class name as ``_class_name`` gives it; the generic class has no recipe: it loads tokenizer.json whole.
+_RECIPES = {
+    "BertTokenizer": _BERT,
+    "DistilBertTokenizer": _BERT,
+    "GPT2Tokenizer": _Recipe("BPE", _BPE_FILES, _GPT2_TOKENS, _gpt2_pipeline),
+    "RobertaTokenizer": _Recipe("BPE", _BPE_FILES, _ROBERTA_TOKENS, _gpt2_pipeline, _roberta_post_processor),
+    "XLMRobertaTokenizer": _Recipe("Unigram", (), _ROBERTA_TOKENS, _xlm_roberta_pipeline, _xlm_roberta_post_processor),
+    "LlamaTokenizer": _Recipe("BPE", (), _LLAMA_TOKENS, _llama_pipeline),
+    "GemmaTokenizer": _Recipe("BPE", (), _GEMMA_TOKENS, _gemma_pipeline),
+    "Qwen2Tokenizer": _Recipe("BPE", _BPE_FILES, _QWEN2_TOKENS, _qwen2_pipeline),
+}
+
+
+def _upstream_model(upstream_json, recipe, path):
+    """``(vocab, merges)`` of tokenizer.json's model, checked against the model the class expects."""
+    model = upstream_json.get("model") or {}
+    kind = model.get("type")
+    if kind is None:  # files written by old tokenizers versions omit the type
+        kind = "Unigram" if isinstance(model.get("vocab"), list) else ("BPE" if "merges" in model else "WordPiece")
+    if kind != recipe.model:
+        raise PresetError(f"{path}/tokenizer.json holds a {kind} model, but its tokenizer class expects {recipe.model}")
+    if kind == "Unigram":
+        return [(piece, score) for piece, score in model["vocab"]], None
+    vocab = model["vocab"]
+    if kind == "WordPiece":
+        return vocab, None
+    merges = [tuple(merge.split(" ")) if isinstance(merge, str) else tuple(merge) for merge in model["merges"]]
+    return vocab, merges
+
+
+def _vocab_files_model(recipe, path, class_name):
+    """``(vocab, merges)`` from ``vocab.txt`` or ``vocab.json`` + ``merges.txt``."""
+    names = recipe.vocab_files
+    if not names or not all((path / name).is_file() for name in names):
+        wanted = " + ".join(names) if names else "tokenizer.json"
+        raise PresetError(
+            f"{path} has no tokenizer.json, and its {class_name} needs {wanted} to be rebuilt exactly; "
+            "save the tokenizer with tokenizer.json."
+        )
+    if recipe.model == "WordPiece":
+        return WordPiece.read_file(str(path / "vocab.txt")), None
+    return BPE.read_file(str(path / "vocab.json"), str(path / "merges.txt"))
+
+
+def _build(recipe, path, hf_config, upstream_text, upstream, class_name):
+    """The tokenizer ``class_name`` builds: its pipeline over the checkpoint's vocabulary.
+
+    ``upstream_text`` / ``upstream``: tokenizer.json as text and as loaded
+    (both ``None`` without one).
+
+    The post-processor is the class's own, else tokenizer.json's, else (vocab
+    files only) ``bos``/``eos`` around the text as the config's
+    ``add_bos_token``/``add_eos_token`` ask; transformers ignores those two
+    keys when tokenizer.json exists.
+    """
+    upstream_json = json.loads(upstream_text) if upstream_text is not None else None
+    special = _special_tokens(recipe.defaults, hf_config)
+    if upstream_json is not None:
+        vocab, merges = _upstream_model(upstream_json, recipe, path)
+    else:
+        vocab, merges = _vocab_files_model(recipe, path, class_name)
+    backend = recipe.pipeline(vocab, merges, hf_config, special, upstream_json)
+    if upstream is not None:
+        backend.post_processor = upstream.post_processor
+        if upstream.padding:
+            backend.enable_padding(**upstream.padding)
+        if upstream.truncation:
+            backend.enable_truncation(**upstream.truncation)
+    _add_hf_tokens(backend, hf_config, special)
+    if recipe.post_processor is not None:
+        backend.post_processor = recipe.post_processor(backend, hf_config, special)
+    elif upstream is None:
+        backend.post_processor = _bos_eos_template(backend, hf_config, special)
     return backend, special
 
 
-def _build_byte_bpe(path, hf_config):
-    """A GPT-2 byte-level BPE tokenizer from ``vocab.json`` + ``merges.txt``, as transformers builds it."""
-    special = _special_tokens("byte_bpe", hf_config)
-    vocab, merges = BPE.read_file(str(path / "vocab.json"), str(path / "merges.txt"))
-    backend = tokenizers.Tokenizer(
-        BPE(vocab, merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False)
-    )
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=hf_config.get("add_prefix_space", False))
-    backend.decoder = decoders.ByteLevel()
-    _add_hf_tokens(backend, hf_config, special)
-    # GPT-2 adds nothing around the text unless the config asks for bos/eos.
+def _bos_eos_template(backend, hf_config, special):
+    """Nothing around the text unless the config's ``add_bos_token``/``add_eos_token`` ask for it."""
     bos, eos = _token_content(special.get("bos_token")), _token_content(special.get("eos_token"))
     add_bos = bool(hf_config.get("add_bos_token")) and bos is not None
     add_eos = bool(hf_config.get("add_eos_token")) and eos is not None
     single = " ".join([*([f"{bos}:0"] if add_bos else []), "$A:0", *([f"{eos}:0"] if add_eos else [])])
     pair = " ".join([single, *([f"{bos}:1"] if add_bos else []), "$B:1", *([f"{eos}:1"] if add_eos else [])])
     used = dict.fromkeys(token for token, on in ((bos, add_bos), (eos, add_eos)) if on)
-    backend.post_processor = processors.TemplateProcessing(
-        single=single, pair=pair, special_tokens=[(t, backend.token_to_id(t)) for t in used]
-    )
-    return backend, special
+    special_tokens = [(token, backend.token_to_id(token)) for token in used]
+    return processors.TemplateProcessing(single=single, pair=pair, special_tokens=special_tokens)

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tokenizers
-from tokenizers import models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import models, normalizers, pre_tokenizers, processors
 
 import presetforge
 from presetforge import preset
@@ -123,6 +123,9 @@ def test_corpus_covers_the_hard_cases():
     assert isinstance(TOKENIZER_CORPUS, tuple) and all(isinstance(t, str) for t in TOKENIZER_CORPUS)
     joined = "".join(TOKENIZER_CORPUS)
     needles = ("é", "e\u0301", "你好", "👨‍👩‍👧‍👦", "  ", "\t", "\n", "[CLS]", "[MASK]", "<|endoftext|>")
+    # SentencePiece's "▁" handling (after special tokens, before spaces, the character itself), byte
+    # fallback for characters a small vocabulary lacks, and each family's special tokens.
+    needles += ("<s>[INST]", "<s>  ", "\u2581", "\U0001d518", "<mask>x", "<|begin_of_text|>", "<|im_start|>", "<bos>")
     for needle in needles:
         assert needle in joined, needle
     assert "" in TOKENIZER_CORPUS
@@ -140,6 +143,7 @@ def test_ids_identical_to_hf(hf_dirs, name):
             assert g == e, f"{name}: {text!r}"
         assert ours.tokenize(texts, add_special_tokens=add_special_tokens) == expected
     assert ours.vocabulary_size == len(hf)
+    assert json.loads(ours._json) == json.loads(hf.backend_tokenizer.to_str())  # the whole pipeline
 
 
 def test_real_minilm_tokenizer_matches_hf_without_its_baked_in_padding(minilm_dir):
@@ -357,13 +361,13 @@ def test_from_hf_dir_refuses_what_it_cannot_rebuild_exactly(tmp_path, hf_dirs):
     empty.mkdir()
     with pytest.raises(PresetError, match="no tokenizer.json"):
         Tokenizer.from_hf_dir(empty)
-    # RoBERTa ships vocab.json + merges.txt too, but wraps text in <s> … </s>.
-    roberta = tmp_path / "roberta"
-    roberta.mkdir()
+    # A class presetforge has no rebuild rule for, with vocab files alone: guessing would give other ids.
+    t5 = tmp_path / "t5"
+    t5.mkdir()
     for name in ("vocab.json", "merges.txt"):
-        (roberta / name).write_bytes((hf_dirs["gpt2"] / name).read_bytes())
-    (roberta / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "RobertaTokenizer"}))
-    with pytest.raises(PresetError, match="RobertaTokenizer"):
-        Tokenizer.from_hf_dir(roberta)
+        (t5 / name).write_bytes((hf_dirs["gpt2"] / name).read_bytes())
+    (t5 / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "T5Tokenizer"}))
+    with pytest.raises(PresetError, match=r"its tokenizer \(T5Tokenizer\) cannot be rebuilt"):
+        Tokenizer.from_hf_dir(t5)
     with pytest.raises(PresetError, match="not a directory"):
         Tokenizer.from_hf_dir(tmp_path / "missing")

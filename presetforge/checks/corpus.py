@@ -2,7 +2,9 @@
 
 # Each entry targets a known failure mode: normalization (case, accents,
 # combining marks), scripts without spaces (CJK, Thai), multi-codepoint emoji,
-# whitespace runs and control characters, special tokens written in the text,
+# whitespace runs and control characters, special tokens written in the text
+# (with and without a space after them: SentencePiece's "▁" prefix), the "▁"
+# character itself, characters a small vocabulary lacks (byte fallback),
 # over-long words and empty input.
 TOKENIZER_CORPUS = (
     "Hello, world!",
@@ -26,6 +28,12 @@ TOKENIZER_CORPUS = (
     "[CLS] special [SEP] tokens [MASK] in [PAD] text [UNK]",
     "[cls] lower-cased [sep] lookalikes",
     "<|endoftext|>GPT-2 end of text<|endoftext|> <s> </s> <pad>",
+    "<s>[INST] Hi<unk>there</s> <s>  two spaces after <mask>x <mask> y",
+    "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|><|end_of_text|>",
+    "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nhi<|im_end|>",
+    "<bos><start_of_turn>user\nhi<end_of_turn>\n<eos><pad><unk>",
+    "\u2581already\u2581meta\u2581spaced \u2581\u2581 \u2581",
+    "rare characters: \U0001d518\U0001d52b\U0001d526 \u16a0\u16a2 \u2603 \x00nul",
     "def f(x):\n    return x ** 2  # code, with indentation",
     "https://example.com/path?query=1&b=two#frag user@example.org",
     "∀x∈ℝ: x² ≥ 0 — “quotes” ‘single’ «guillemets» …",
