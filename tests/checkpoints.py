@@ -16,7 +16,6 @@ model's vocabulary then matches it), and return the directory.
 import json
 from pathlib import Path
 
-import numpy as np
 import tokenizers
 import torch
 import transformers

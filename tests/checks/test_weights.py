@@ -10,12 +10,13 @@ from click.testing import CliRunner
 
 from presetforge import Backbone, preset
 from presetforge.backbones import weights
-from presetforge.checks import parity, report as report_lib
+from presetforge.checks import report as report_lib
 from presetforge.checks.weights import check_weights
 from presetforge.cli import main
 from presetforge.converters import convert, plan
 from presetforge.registry import publish
 from tests.checkpoints import make_bert, make_gpt2
+from tests.verified import verified_preset
 
 MAKERS = {"gpt2": make_gpt2, "bert": make_bert}
 
@@ -42,14 +43,7 @@ def set_stored(root, variable_path, index, value):
 @pytest.fixture(scope="module")
 def verified(tmp_path_factory):
     """kind → (upstream dir, verified preset dir), converted and checked once per module."""
-    made = {}
-    for kind, make in MAKERS.items():
-        root = tmp_path_factory.mktemp(kind)
-        source = make(root / "hf", tokenizer=True)
-        convert(source, root / "preset")
-        report_lib.write(root / "preset", parity.check(root / "preset", source))
-        made[kind] = (source, root / "preset")
-    return made
+    return {kind: verified_preset(tmp_path_factory.mktemp(kind), make) for kind, make in MAKERS.items()}
 
 
 @pytest.fixture

@@ -9,13 +9,12 @@ it is out of date.
 """
 
 import importlib
-import re
 import sys
-from pathlib import Path
 
 from presetforge.converters import get_converter, model_types
+from tests import readme_sections
 
-START, END = "<!-- model-types:start -->", "<!-- model-types:end -->"
+SECTION = "model-types"
 
 
 def gate_variants(model_type):
@@ -36,19 +35,8 @@ def render():
     return "\n".join(rows)
 
 
-def with_table(text, table):
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise SystemExit(f"README has no {START} … {END} section")
-    return pattern.sub(lambda _: f"{START}\n{table}\n{END}", text)
-
-
 def main(argv):
-    if argv[:1] == ["--write"]:
-        path = Path(argv[1])
-        path.write_text(with_table(path.read_text(encoding="utf-8"), render()), encoding="utf-8")
-    else:
-        print(render())
+    readme_sections.main(SECTION, render, argv)
 
 
 if __name__ == "__main__":

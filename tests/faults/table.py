@@ -9,11 +9,12 @@ and ``test_readme_lists_every_fault`` fails when the README is out of date.
 import dataclasses
 import importlib
 import pkgutil
-import re
 import sys
 from pathlib import Path
 
-START, END = "<!-- fault-table:start -->", "<!-- fault-table:end -->"
+from tests import readme_sections
+
+SECTION = "fault-table"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,21 +47,8 @@ def render(faults):
     return "\n".join(rows)
 
 
-def with_table(readme_text, table):
-    """``readme_text`` with the section between the markers replaced by ``table``."""
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if not pattern.search(readme_text):
-        raise SystemExit(f"README has no {START} … {END} section")
-    return pattern.sub(lambda _: f"{START}\n{table}\n{END}", readme_text)
-
-
 def main(argv):
-    table = render(all_faults())
-    if argv[:1] == ["--write"]:
-        path = Path(argv[1])
-        path.write_text(with_table(path.read_text(encoding="utf-8"), table), encoding="utf-8")
-    else:
-        print(table)
+    readme_sections.main(SECTION, lambda: render(all_faults()), argv)
 
 
 if __name__ == "__main__":

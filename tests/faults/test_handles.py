@@ -10,11 +10,9 @@ import shutil
 import pytest
 
 from presetforge import Backbone, HandleError
-from presetforge.checks import parity, report as report_lib
-from presetforge.converters import convert
-from tests.checkpoints import make_gpt2
 from tests.faults.conftest import assert_one_clear_line, cli, tree
 from tests.faults.table import Fault
+from tests.verified import verified_preset
 
 AREA = "handles"
 GOOD_TARGETS = ["hf://standin/fine", "kaggle://standin/fine/keras/base"]
@@ -53,11 +51,7 @@ HANDLES = {
 
 @pytest.fixture(scope="module")
 def verified(tmp_path_factory):
-    root = tmp_path_factory.mktemp("verified")
-    source = make_gpt2(root / "hf", tokenizer=True)
-    convert(source, root / "preset")
-    report_lib.write(root / "preset", parity.check(root / "preset", source))
-    return root / "preset"
+    return verified_preset(tmp_path_factory.mktemp("verified"))[1]
 
 
 @pytest.mark.parametrize("fault", [f for f in FAULTS if f.id in HANDLES], ids=lambda f: f.id)

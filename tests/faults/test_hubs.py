@@ -10,14 +10,12 @@ from pathlib import Path
 import pytest
 
 from presetforge import Backbone, HubError, UnauthorizedError
-from presetforge.checks import parity, report as report_lib
-from presetforge.converters import convert
 from presetforge.errors import GatedError, OfflineError
 from presetforge.preset import MANIFEST_FILE, sha256_file
 from presetforge.registry import catalog, hub, publish
-from tests.checkpoints import make_gpt2
 from tests.faults.conftest import assert_one_clear_line, cli
 from tests.faults.table import Fault
+from tests.verified import verified_preset
 
 AREA = "hubs"
 HF_REPO, CHECKPOINT_REPO, OTHER_REPO = "standin/tiny-gpt2", "standin/tiny-gpt2-upstream", "standin/other"
@@ -103,11 +101,7 @@ def _files(root):
 @pytest.fixture(scope="module")
 def verified(tmp_path_factory):
     """A verified tiny GPT-2 preset and the upstream checkpoint it was made from."""
-    root = tmp_path_factory.mktemp("verified")
-    source = make_gpt2(root / "hf", tokenizer=True)
-    convert(source, root / "preset")
-    report_lib.write(root / "preset", parity.check(root / "preset", source))
-    return source, root / "preset"
+    return verified_preset(tmp_path_factory.mktemp("verified"))
 
 
 @pytest.fixture

@@ -7,12 +7,11 @@ import shutil
 import pytest
 
 from presetforge import Backbone, IntegrityError, preset
-from presetforge.checks import parity, report as report_lib
 from presetforge.converters import convert
-from presetforge.registry import publish
 from tests.checkpoints import make_gpt2
 from tests.faults.conftest import assert_one_clear_line, cli, tree
 from tests.faults.table import Fault
+from tests.verified import verified_preset
 
 AREA = "preset"
 
@@ -103,11 +102,7 @@ TAMPER = {"tampered-weights": _tampered_weights, "tampered-config": _tampered_co
 
 @pytest.fixture(scope="module")
 def verified(tmp_path_factory):
-    root = tmp_path_factory.mktemp("verified")
-    source = make_gpt2(root / "hf", tokenizer=True)
-    convert(source, root / "preset")
-    report_lib.write(root / "preset", parity.check(root / "preset", source))
-    return source, root / "preset"
+    return verified_preset(tmp_path_factory.mktemp("verified"))
 
 
 @pytest.mark.parametrize("fault", [f for f in FAULTS if f.id in DAMAGE], ids=lambda f: f.id)

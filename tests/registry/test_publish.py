@@ -18,6 +18,7 @@ from presetforge.registry import hub, publish
 from tests.backbones.tiny import inputs, outputs
 from tests.checkpoints import make_gpt2
 from tests.registry.test_hub import files_of
+from tests.verified import verified_preset
 
 HF_TARGET = "hf://standin/tiny-gpt2"
 KAGGLE_TARGET = "kaggle://standin/tiny-gpt2/keras/base"
@@ -25,11 +26,7 @@ KAGGLE_TARGET = "kaggle://standin/tiny-gpt2/keras/base"
 
 @pytest.fixture(scope="module")
 def verified_master(tmp_path_factory):
-    root = tmp_path_factory.mktemp("verified")
-    source = make_gpt2(root / "hf", tokenizer=True)
-    convert(source, root / "preset")
-    report_lib.write(root / "preset", parity.check(root / "preset", source))
-    return root / "preset"
+    return verified_preset(tmp_path_factory.mktemp("verified"))[1]
 
 
 @pytest.fixture
