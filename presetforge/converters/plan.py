@@ -113,11 +113,11 @@ def plan(converter, checkpoint, backbone, arguments):
 def converted_parts(checkpoint, step, dtype, source, cast):
     """Yield ``(variable path, first row or None, array)``: one step's converted values, cast to ``dtype``.
 
-    A block of rows at a time where the rule allows (``first row`` is then the
-    block's offset in the variable), else the whole variable (``None``). Blocks
-    of about 1 MiB stay in the CPU cache from the read to their use (as a
-    plain file copy's buffer does); only rules that need the whole tensor (a
-    transpose) read it whole. A tensor cut into several targets (fused q, k,
+    A block of rows at a time (``first row`` is then the block's offset in the
+    variable; ``None`` when a variable is yielded whole). Blocks of about 1 MiB
+    stay in the CPU cache from the read to their use (as a plain file copy's
+    buffer does); rules that need the whole tensor (a transpose) read it whole,
+    then copy it out in blocks. A tensor cut into several targets (fused q, k,
     v) is read once per target, so each target comes front to back: a weights
     file written in this order only ever grows at its end, which Linux writes
     fastest. ``source`` and ``cast`` are ``Scratch`` buffers; each array is
@@ -135,4 +135,11 @@ def converted_parts(checkpoint, step, dtype, source, cast):
         return
     array = checkpoint.read_into(step.name, source)
     for variable_path, part in zip(step.rule.targets, step.rule(array)):
-        yield variable_path, None, cast.cast(part, dtype)
+        if part.ndim < 2 or part.shape[0] == 0:
+            yield variable_path, None, cast.cast(part, dtype)
+            continue
+        # The part is a view (a transpose, say): copied out a block of rows at a time, each
+        # block reads a narrow band of the source, so both sides stay in the CPU cache.
+        block = max(1, BLOCK_BYTES // max(1, math.prod(part.shape[1:]) * part.dtype.itemsize))
+        for start in range(0, part.shape[0], block):
+            yield variable_path, start, cast.cast(part[start : start + block], dtype)

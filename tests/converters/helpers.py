@@ -37,3 +37,20 @@ def assert_parity(preset_dir, source_dir, atol=1e-5):
 def leftovers(path):
     """Anything a failed write left beside ``path``: the path itself or staging directories."""
     return sorted(p.name for p in path.parent.iterdir() if p.name == path.name or p.name.startswith(f".{path.name}."))
+
+
+def assert_gate_passes(source_dir, preset_dir, stages_atol=1e-5, logits_atol=1e-4):
+    """Convert ``source_dir`` into ``preset_dir`` and run the whole gate on it: every weight equal, every
+    stage within ``stages_atol`` of transformers, logits (language models) within ``logits_atol`` with the
+    same top-1 wherever the reference's margin decides it. Returns the report."""
+    from presetforge.checks import parity
+    from presetforge.converters import convert
+
+    convert(source_dir, preset_dir)
+    report = parity.check(preset_dir, source_dir)
+    assert report.passed and report.weights.passed, report.to_markdown()
+    stages = [s for s in report.stages if s.name != "logits"]
+    assert max(s.max_abs for s in stages) <= stages_atol, report.stage_table()
+    for logits in (s for s in report.stages if s.name == "logits"):
+        assert logits.max_abs <= logits_atol and logits.top1_agree == logits.top1_positions > 0, report.stage_table()
+    return report

@@ -11,7 +11,7 @@ from presetforge import Backbone, PresetforgeError
 from presetforge.converters import convert, get_converter
 from presetforge.errors import ConversionError
 from tests.checkpoints import make_gpt2, rewrite_tensors
-from tests.converters.helpers import assert_parity, leftovers, parity_errors
+from tests.converters.helpers import assert_gate_passes, assert_parity, leftovers, parity_errors
 
 
 def test_parity_with_narrow_mlp_and_custom_numerics(tmp_path):
@@ -133,10 +133,4 @@ GATE_VARIANTS = {
 
 @pytest.mark.parametrize("variant", GATE_VARIANTS)
 def test_variant_passes_the_gate(tmp_path, variant):
-    from presetforge.checks import parity
-
-    source = make_gpt2(tmp_path / "hf", **GATE_VARIANTS[variant])
-    convert(source, tmp_path / "preset")
-    report = parity.check(tmp_path / "preset", source)
-    assert report.passed and report.weights.passed, report.to_markdown()
-    assert max(s.max_abs for s in report.stages[:-1]) <= 1e-5 and report.stages[-1].max_abs <= 1e-4
+    assert_gate_passes(make_gpt2(tmp_path / "hf", **GATE_VARIANTS[variant]), tmp_path / "preset")
