@@ -6,7 +6,7 @@ streams the weights into a preset. Adding an architecture is one module here
 that subclasses ``Converter``, registers it and is imported below.
 """
 
-from presetforge.converters.base import Converter, Rule, copy, get_converter, model_types, register, split, transpose
+from presetforge.converters.base import Converter, Rule, copy, get_converter, model_types, register, split, split_sizes, transpose, transposed
 from presetforge.converters.convert import DTYPES, ConversionResult, convert
 
 # Each import registers its converter.
@@ -27,5 +27,7 @@ __all__ = [
     "model_types",
     "register",
     "split",
+    "split_sizes",
     "transpose",
+    "transposed",
 ]
