@@ -8,7 +8,7 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-from presetforge.backbones import BertBackbone, Backbone, GPT2Backbone, LlamaBackbone  # noqa: E402
+from presetforge.backbones import BertBackbone, Backbone, GPT2Backbone, LlamaBackbone, Phi3Backbone  # noqa: E402
 from presetforge import converters  # noqa: E402, F401  (lets from_preset convert raw HF checkpoints)
 from presetforge.errors import (  # noqa: E402
     ConversionError,
@@ -41,6 +41,7 @@ __all__ = [
     "LoraError",
     "NotFoundError",
     "OfflineError",
+    "Phi3Backbone",
     "PresetError",
     "PresetforgeError",
     "Tokenizer",

@@ -4,5 +4,6 @@ from presetforge.backbones.backbone import Backbone
 from presetforge.backbones.bert import BertBackbone
 from presetforge.backbones.gpt2 import GPT2Backbone
 from presetforge.backbones.llama import LlamaBackbone
+from presetforge.backbones.phi3 import Phi3Backbone
 
-__all__ = ["Backbone", "BertBackbone", "GPT2Backbone", "LlamaBackbone"]
+__all__ = ["Backbone", "BertBackbone", "GPT2Backbone", "LlamaBackbone", "Phi3Backbone"]

@@ -6,11 +6,11 @@ streams the weights into a preset. Adding an architecture is one module here
 that subclasses ``Converter``, registers it and is imported below.
 """
 
-from presetforge.converters.base import Converter, Rule, copy, get_converter, model_types, register, split, transpose
+from presetforge.converters.base import Converter, Rule, copy, get_converter, model_types, register, split, split_sizes, transpose, transposed
 from presetforge.converters.convert import DTYPES, ConversionResult, convert
 
 # Each import registers its converter.
-from presetforge.converters import bert, gpt2, llama  # noqa: F401  isort: skip
+from presetforge.converters import bert, gpt2, llama, phi3  # noqa: F401  isort: skip
 from presetforge.converters.on_load import convert_on_load  # noqa: E402
 from presetforge.registry import handles  # noqa: E402
 
@@ -27,5 +27,7 @@ __all__ = [
     "model_types",
     "register",
     "split",
+    "split_sizes",
     "transpose",
+    "transposed",
 ]

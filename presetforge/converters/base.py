@@ -131,15 +131,42 @@ def copy(target):
 
 def transpose(target):
     """A ``torch.nn.Linear`` weight (``[out, in]``) as a Keras ``Dense`` kernel (``[in, out]``)."""
-    return Rule((target,), lambda a: (a.T,))
+    return transposed(copy(target))
+
+
+def transposed(rule):
+    """``rule`` with each of its parts transposed: a fused ``torch.nn.Linear`` weight cut along its
+    first axis (Phi-3's ``qkv_proj``) becomes ``Dense`` kernels. Needs the whole tensor; the parts
+    stay views of it."""
+    return Rule(rule.targets, lambda a: tuple(part.T for part in rule.transform(a)))
+
+
+def _rowwise_after_cut(axis):
+    """``rowwise_from_ndim`` of a cut along ``axis``: cutting along any axis but the first keeps rows
+    whole; a negative axis is the first for tensors of -axis dimensions (axis -1 of a bias), so needs one more."""
+    return None if axis == 0 else axis + 1 if axis > 0 else 1 - axis
 
 
 def split(*targets, axis=-1):
     """A fused tensor cut into equal parts along ``axis``, one per target (GPT-2's ``c_attn`` into q, k, v)."""
-    # Cutting along any axis but the first keeps rows whole; a negative axis is the
-    # first for tensors of -axis dimensions (axis -1 of a bias), so needs one more.
-    rowwise = None if axis == 0 else axis + 1 if axis > 0 else 1 - axis
-    return Rule(tuple(targets), lambda a: np.split(a, len(targets), axis=axis), rowwise_from_ndim=rowwise)
+    cut = lambda a: np.split(a, len(targets), axis=axis)  # noqa: E731
+    return Rule(tuple(targets), cut, rowwise_from_ndim=_rowwise_after_cut(axis))
+
+
+def split_sizes(targets, sizes, axis=-1):
+    """A fused tensor cut along ``axis`` into consecutive parts of ``sizes``, one per target: Phi-3's
+    ``qkv_proj``, whose key and value parts are smaller than the query's under grouped-query attention."""
+    targets, sizes = tuple(targets), tuple(sizes)
+    if len(targets) != len(sizes):
+        raise ValueError(f"{len(targets)} targets but {len(sizes)} sizes")
+
+    def cut(a):
+        length = a.shape[axis] if -a.ndim <= axis < a.ndim else None
+        if length != sum(sizes):
+            raise ValueError(f"its axis {axis} does not hold the {' + '.join(map(str, sizes))} entries of its parts")
+        return np.split(a, np.cumsum(sizes)[:-1], axis=axis)
+
+    return Rule(targets, cut, rowwise_from_ndim=_rowwise_after_cut(axis))
 
 
 class Converter:
