@@ -37,3 +37,19 @@ def assert_parity(preset_dir, source_dir, atol=1e-5):
 def leftovers(path):
     """Anything a failed write left beside ``path``: the path itself or staging directories."""
     return sorted(p.name for p in path.parent.iterdir() if p.name == path.name or p.name.startswith(f".{path.name}."))
+
+
+def encoder_gate_report(tmp_path, model_type, config):
+    """Convert a tiny random ``model_type`` checkpoint (``config``, plus an optional ``model_class``)
+    and run the whole gate on it; asserts it passed with every stage within 1e-5."""
+    from presetforge.checks import parity
+    from presetforge.converters import convert
+    from tests.checkpoints import make_encoder
+
+    config = dict(config)
+    source = make_encoder(tmp_path / "hf", model_type, model_class=config.pop("model_class", None), **config)
+    convert(source, tmp_path / "preset")
+    report = parity.check(tmp_path / "preset", source)
+    assert report.passed and report.weights.passed, report.to_markdown()
+    assert max(s.max_abs for s in report.stages) <= 1e-5, report.stage_table()
+    return report
