@@ -8,7 +8,16 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-from presetforge.backbones import BertBackbone, Backbone, GPT2Backbone, LlamaBackbone, Phi3Backbone  # noqa: E402
+from presetforge.backbones import (  # noqa: E402
+    Backbone,
+    BertBackbone,
+    DistilBertBackbone,
+    GPT2Backbone,
+    LlamaBackbone,
+    Phi3Backbone,
+    RobertaBackbone,
+    XLMRobertaBackbone,
+)
 from presetforge import converters  # noqa: E402, F401  (lets from_preset convert raw HF checkpoints)
 from presetforge.errors import (  # noqa: E402
     ConversionError,
@@ -31,6 +40,7 @@ __all__ = [
     "Backbone",
     "BertBackbone",
     "ConversionError",
+    "DistilBertBackbone",
     "GPT2Backbone",
     "LlamaBackbone",
     "GatedError",
@@ -44,7 +54,9 @@ __all__ = [
     "Phi3Backbone",
     "PresetError",
     "PresetforgeError",
+    "RobertaBackbone",
     "Tokenizer",
     "UnauthorizedError",
+    "XLMRobertaBackbone",
     "__version__",
 ]

@@ -485,6 +485,15 @@ def make_causal_lm(directory, model_type, *, fmt="safetensors", seed=0, std=0.35
     return _save(_randomize(model, seed, std), directory, fmt)
 
 
+def make_encoder(directory, model_type, *, model_class=None, fmt="safetensors", seed=0, std=0.35, **config):
+    """A random tiny encoder checkpoint of ``model_type`` (``distilbert``, ``roberta`` …): the bare
+    model (``AutoModel``, pooler included where the family has one) or ``model_class``
+    (``RobertaForMaskedLM``: prefixed names, a head, no pooler). ``config`` gives every size."""
+    config = transformers.AutoConfig.for_model(model_type, **config)
+    model = getattr(transformers, model_class)(config) if model_class else transformers.AutoModel.from_config(config)
+    return _save(_randomize(model, seed, std), directory, fmt)
+
+
 def rewrite_tensors(directory, edit):
     """Replace ``model.safetensors``'s tensors with ``edit(dict_of_tensors)`` (which may mutate and return it)."""
     path = Path(directory) / "model.safetensors"

@@ -3,7 +3,8 @@
 import keras
 
 from presetforge.backbones.backbone import Backbone
-from presetforge.backbones.layers import PositionEmbedding, transformer_stack
+from presetforge.backbones.encoder import encoder_graph, encoder_layers
+from presetforge.backbones.layers import PositionEmbedding
 
 
 @keras.saving.register_keras_serializable(package="presetforge")
@@ -34,39 +35,20 @@ class BertBackbone(Backbone):
         token_embedding = keras.layers.Embedding(vocabulary_size, hidden_dim, name="token_embedding", dtype=policy)
         position_embedding = PositionEmbedding(max_sequence_length, name="position_embedding", dtype=policy)
         segment_embedding = keras.layers.Embedding(num_segments, hidden_dim, name="segment_embedding", dtype=policy)
-        embeddings_layer_norm = keras.layers.LayerNormalization(
-            epsilon=layer_norm_epsilon, name="embeddings_layer_norm", dtype=policy
+        layers = encoder_layers(
+            num_layers, num_heads, hidden_dim, intermediate_dim, activation, layer_norm_epsilon, dropout,
+            pooler=True, dtype=policy,
         )
-        embeddings_dropout = keras.layers.Dropout(dropout, name="embeddings_dropout", dtype=policy)
-        transformer_layers = transformer_stack(
-            num_layers,
-            num_heads=num_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            activation=activation,
-            layer_norm_epsilon=layer_norm_epsilon,
-            dropout=dropout,
-            norm_first=False,
-            causal=False,
-            dtype=policy,
-        )
-        pooled_dense = keras.layers.Dense(hidden_dim, activation="tanh", name="pooled_dense", dtype=policy)
 
         token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
         segment_ids = keras.Input(shape=(None,), dtype="int32", name="segment_ids")
         padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
         x = token_embedding(token_ids)
         x = x + position_embedding(x) + segment_embedding(segment_ids)
-        x = embeddings_dropout(embeddings_layer_norm(x))
-        stages = {"embeddings": x}
-        for i, block in enumerate(transformer_layers):
-            x = block(x, padding_mask=padding_mask)
-            stages[f"layer_{i}"] = x
-        pooled = pooled_dense(x[:, 0, :])
-        stages["pooled_output"] = pooled
+        outputs, stages = encoder_graph(x, padding_mask, layers)
         super().__init__(
             inputs={"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask},
-            outputs={"sequence_output": x, "pooled_output": pooled},
+            outputs=outputs,
             dtype=dtype,
             **kwargs,
         )
@@ -74,10 +56,8 @@ class BertBackbone(Backbone):
         self.token_embedding = token_embedding
         self.position_embedding = position_embedding
         self.segment_embedding = segment_embedding
-        self.embeddings_layer_norm = embeddings_layer_norm
-        self.embeddings_dropout = embeddings_dropout
-        self.transformer_layers = transformer_layers
-        self.pooled_dense = pooled_dense
+        for name, layer in layers.items():
+            setattr(self, name, layer)
 
         self._remember_arguments(
             vocabulary_size=vocabulary_size,

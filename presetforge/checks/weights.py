@@ -104,7 +104,7 @@ def check_weights(preset_dir, reference_dir):
     arguments = serialized["config"]
     with Checkpoint(reference_dir) as checkpoint:
         converter = get_converter(checkpoint.config.get("model_type"))
-        mismatches = _config_mismatches(arguments, converter.arguments(checkpoint.config))
+        mismatches = _config_mismatches(arguments, converter.arguments(checkpoint.config, checkpoint.tensors))
         if mismatches:
             return WeightsResult(checked=True, passed=False, config_mismatches=mismatches)
         backbone = weights.deferred_variables(lambda: backbone_cls.from_config(arguments))

@@ -210,6 +210,11 @@ class Converter:
         """The backbone constructor arguments for an upstream ``config.json`` (a dict)."""
         raise NotImplementedError
 
+    def checkpoint_arguments(self, tensor_names):
+        """Backbone arguments that the checkpoint's tensors decide, not its config, from their
+        canonical names (RoBERTa's pooler: some checkpoints carry it, some do not). None here."""
+        return {}
+
     def reference_stages(self, model):
         """For the parity check: the transformers module whose output matches each stage
         of ``Backbone.hidden_states``, by stage name, in order."""
@@ -217,13 +222,16 @@ class Converter:
 
     # -- shared helpers; subclasses do not override these ------------------------
 
-    def arguments(self, config):
+    def arguments(self, config, tensor_names=None):
         """The backbone's constructor arguments for an upstream ``config.json`` (a dict), after
         proving every key of it is honoured: read by ``backbone_config``, a flag with the one
-        value implemented, or irrelevant to the numbers. Anything else is a ``ConversionError``."""
+        value implemented, or irrelevant to the numbers. Anything else is a ``ConversionError``.
+        Given the checkpoint's ``tensor_names``, what they decide (``checkpoint_arguments``) is added."""
         self.check_config(config)
         reading = _Reading(config)
         arguments = self.backbone_config(reading)
+        if tensor_names is not None:
+            arguments |= self.checkpoint_arguments({self.canonical_name(name) for name in tensor_names})
         unknown = sorted(set(config) - reading.read - set(self.required) - set(self.irrelevant) - COMMON_IRRELEVANT_KEYS)
         if unknown:
             raise ConversionError(

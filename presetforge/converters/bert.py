@@ -6,6 +6,36 @@ from presetforge.converters.base import HF_ACTIVATIONS, Converter, register, tra
 _L = "transformer_layer_{i}"
 _E = "encoder.layer.{i}"
 
+# BERT's module names, which RoBERTa and XLM-RoBERTa keep; torch Linear weights are
+# [out, in], Keras Dense kernels [in, out].
+ENCODER_TENSORS = {
+    "embeddings.word_embeddings.weight": "token_embedding/embeddings",
+    "embeddings.position_embeddings.weight": "position_embedding/embeddings",
+    "embeddings.token_type_embeddings.weight": "segment_embedding/embeddings",
+    "embeddings.LayerNorm.weight": "embeddings_layer_norm/gamma",
+    "embeddings.LayerNorm.bias": "embeddings_layer_norm/beta",
+    f"{_E}.attention.self.query.weight": transpose(f"{_L}/self_attention/query/kernel"),
+    f"{_E}.attention.self.query.bias": f"{_L}/self_attention/query/bias",
+    f"{_E}.attention.self.key.weight": transpose(f"{_L}/self_attention/key/kernel"),
+    f"{_E}.attention.self.key.bias": f"{_L}/self_attention/key/bias",
+    f"{_E}.attention.self.value.weight": transpose(f"{_L}/self_attention/value/kernel"),
+    f"{_E}.attention.self.value.bias": f"{_L}/self_attention/value/bias",
+    f"{_E}.attention.output.dense.weight": transpose(f"{_L}/self_attention/attention_output/kernel"),
+    f"{_E}.attention.output.dense.bias": f"{_L}/self_attention/attention_output/bias",
+    f"{_E}.attention.output.LayerNorm.weight": f"{_L}/self_attention_layer_norm/gamma",
+    f"{_E}.attention.output.LayerNorm.bias": f"{_L}/self_attention_layer_norm/beta",
+    f"{_E}.intermediate.dense.weight": transpose(f"{_L}/feedforward_intermediate/kernel"),
+    f"{_E}.intermediate.dense.bias": f"{_L}/feedforward_intermediate/bias",
+    f"{_E}.output.dense.weight": transpose(f"{_L}/feedforward_output/kernel"),
+    f"{_E}.output.dense.bias": f"{_L}/feedforward_output/bias",
+    f"{_E}.output.LayerNorm.weight": f"{_L}/feedforward_layer_norm/gamma",
+    f"{_E}.output.LayerNorm.bias": f"{_L}/feedforward_layer_norm/beta",
+}
+POOLER_TENSORS = {
+    "pooler.dense.weight": transpose("pooled_dense/kernel"),
+    "pooler.dense.bias": "pooled_dense/bias",
+}
+
 
 @register("bert")
 class BertConverter(Converter):
@@ -25,32 +55,7 @@ class BertConverter(Converter):
         "is_decoder": (False, "causal self-attention"),
         "add_cross_attention": (False, "cross-attention blocks"),
     }
-    # torch Linear weights are [out, in]; Keras Dense kernels are [in, out].
-    tensors = {
-        "embeddings.word_embeddings.weight": "token_embedding/embeddings",
-        "embeddings.position_embeddings.weight": "position_embedding/embeddings",
-        "embeddings.token_type_embeddings.weight": "segment_embedding/embeddings",
-        "embeddings.LayerNorm.weight": "embeddings_layer_norm/gamma",
-        "embeddings.LayerNorm.bias": "embeddings_layer_norm/beta",
-        f"{_E}.attention.self.query.weight": transpose(f"{_L}/self_attention/query/kernel"),
-        f"{_E}.attention.self.query.bias": f"{_L}/self_attention/query/bias",
-        f"{_E}.attention.self.key.weight": transpose(f"{_L}/self_attention/key/kernel"),
-        f"{_E}.attention.self.key.bias": f"{_L}/self_attention/key/bias",
-        f"{_E}.attention.self.value.weight": transpose(f"{_L}/self_attention/value/kernel"),
-        f"{_E}.attention.self.value.bias": f"{_L}/self_attention/value/bias",
-        f"{_E}.attention.output.dense.weight": transpose(f"{_L}/self_attention/attention_output/kernel"),
-        f"{_E}.attention.output.dense.bias": f"{_L}/self_attention/attention_output/bias",
-        f"{_E}.attention.output.LayerNorm.weight": f"{_L}/self_attention_layer_norm/gamma",
-        f"{_E}.attention.output.LayerNorm.bias": f"{_L}/self_attention_layer_norm/beta",
-        f"{_E}.intermediate.dense.weight": transpose(f"{_L}/feedforward_intermediate/kernel"),
-        f"{_E}.intermediate.dense.bias": f"{_L}/feedforward_intermediate/bias",
-        f"{_E}.output.dense.weight": transpose(f"{_L}/feedforward_output/kernel"),
-        f"{_E}.output.dense.bias": f"{_L}/feedforward_output/bias",
-        f"{_E}.output.LayerNorm.weight": f"{_L}/feedforward_layer_norm/gamma",
-        f"{_E}.output.LayerNorm.bias": f"{_L}/feedforward_layer_norm/beta",
-        "pooler.dense.weight": transpose("pooled_dense/kernel"),
-        "pooler.dense.bias": "pooled_dense/bias",
-    }
+    tensors = {**ENCODER_TENSORS, **POOLER_TENSORS}
 
     def backbone_config(self, config):
         return dict(

@@ -90,7 +90,7 @@ def convert(
         # The provenance hashes of the upstream files are computed in a background
         # thread (hashlib releases the GIL) while the model is planned and the tensors stream.
         with _in_background(preset.sha256_files, source_dir, source_files) as source_hashes:
-            kwargs = converter.arguments(checkpoint.config)
+            kwargs = converter.arguments(checkpoint.config, checkpoint.tensors)
             backbone = keras_weights.abstract_backbone(converter.backbone_cls, **kwargs, dtype=dtype)
             steps, ignored = plan(converter, checkpoint, backbone, kwargs)
             total_bytes = sum(int(np.prod(v.shape)) * target.itemsize for v in backbone.weights)

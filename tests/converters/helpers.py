@@ -54,3 +54,13 @@ def assert_gate_passes(source_dir, preset_dir, stages_atol=1e-5, logits_atol=1e-
     for logits in (s for s in report.stages if s.name == "logits"):
         assert logits.max_abs <= logits_atol and logits.top1_agree == logits.top1_positions > 0, report.stage_table()
     return report
+
+
+def encoder_gate_report(tmp_path, model_type, config):
+    """Convert a tiny random ``model_type`` checkpoint (``config``, plus an optional ``model_class``)
+    and run the whole gate on it (``assert_gate_passes``); returns the report."""
+    from tests.checkpoints import make_encoder
+
+    config = dict(config)
+    source = make_encoder(tmp_path / "hf", model_type, model_class=config.pop("model_class", None), **config)
+    return assert_gate_passes(source, tmp_path / "preset")
