@@ -8,7 +8,13 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-from presetforge.backbones import BertBackbone, Backbone, GPT2Backbone, LlamaBackbone  # noqa: E402
+from presetforge.backbones import (  # noqa: E402
+    Backbone,
+    BertBackbone,
+    GPT2Backbone,
+    LlamaBackbone,
+    MistralBackbone,
+)
 from presetforge import converters  # noqa: E402, F401  (lets from_preset convert raw HF checkpoints)
 from presetforge.errors import (  # noqa: E402
     ConversionError,
@@ -33,6 +39,7 @@ __all__ = [
     "ConversionError",
     "GPT2Backbone",
     "LlamaBackbone",
+    "MistralBackbone",
     "GatedError",
     "HandleError",
     "HubError",

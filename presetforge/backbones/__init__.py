@@ -4,5 +4,12 @@ from presetforge.backbones.backbone import Backbone
 from presetforge.backbones.bert import BertBackbone
 from presetforge.backbones.gpt2 import GPT2Backbone
 from presetforge.backbones.llama import LlamaBackbone
+from presetforge.backbones.mistral import MistralBackbone
 
-__all__ = ["Backbone", "BertBackbone", "GPT2Backbone", "LlamaBackbone"]
+__all__ = [
+    "Backbone",
+    "BertBackbone",
+    "GPT2Backbone",
+    "LlamaBackbone",
+    "MistralBackbone",
+]
