@@ -14,6 +14,7 @@ from presetforge.backbones import (  # noqa: E402
     GPT2Backbone,
     LlamaBackbone,
     MistralBackbone,
+    Qwen2Backbone,
 )
 from presetforge import converters  # noqa: E402, F401  (lets from_preset convert raw HF checkpoints)
 from presetforge.errors import (  # noqa: E402
@@ -40,6 +41,7 @@ __all__ = [
     "GPT2Backbone",
     "LlamaBackbone",
     "MistralBackbone",
+    "Qwen2Backbone",
     "GatedError",
     "HandleError",
     "HubError",

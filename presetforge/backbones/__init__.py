@@ -5,6 +5,7 @@ from presetforge.backbones.bert import BertBackbone
 from presetforge.backbones.gpt2 import GPT2Backbone
 from presetforge.backbones.llama import LlamaBackbone
 from presetforge.backbones.mistral import MistralBackbone
+from presetforge.backbones.qwen2 import Qwen2Backbone
 
 __all__ = [
     "Backbone",
@@ -12,4 +13,5 @@ __all__ = [
     "GPT2Backbone",
     "LlamaBackbone",
     "MistralBackbone",
+    "Qwen2Backbone",
 ]
