@@ -15,6 +15,7 @@ from presetforge.backbones import (  # noqa: E402
     LlamaBackbone,
     MistralBackbone,
     Qwen2Backbone,
+    Qwen3Backbone,
 )
 from presetforge import converters  # noqa: E402, F401  (lets from_preset convert raw HF checkpoints)
 from presetforge.errors import (  # noqa: E402
@@ -42,6 +43,7 @@ __all__ = [
     "LlamaBackbone",
     "MistralBackbone",
     "Qwen2Backbone",
+    "Qwen3Backbone",
     "GatedError",
     "HandleError",
     "HubError",

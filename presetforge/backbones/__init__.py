@@ -6,6 +6,7 @@ from presetforge.backbones.gpt2 import GPT2Backbone
 from presetforge.backbones.llama import LlamaBackbone
 from presetforge.backbones.mistral import MistralBackbone
 from presetforge.backbones.qwen2 import Qwen2Backbone
+from presetforge.backbones.qwen3 import Qwen3Backbone
 
 __all__ = [
     "Backbone",
@@ -14,4 +15,5 @@ __all__ = [
     "LlamaBackbone",
     "MistralBackbone",
     "Qwen2Backbone",
+    "Qwen3Backbone",
 ]
