@@ -10,7 +10,9 @@ from presetforge.converters.base import Converter, Rule, copy, get_converter, mo
 from presetforge.converters.convert import DTYPES, ConversionResult, convert
 
 # Each import registers its converter.
-from presetforge.converters import bert, distil_bert, gpt2, llama, phi3, roberta, xlm_roberta  # noqa: F401  isort: skip
+from presetforge.converters import (  # noqa: F401  isort: skip
+    bert, distil_bert, gpt2, llama, mistral, phi3, qwen2, qwen3, roberta, xlm_roberta,
+)
 from presetforge.converters.on_load import convert_on_load  # noqa: E402
 from presetforge.registry import handles  # noqa: E402
 

@@ -3,6 +3,7 @@
 from presetforge.backbones.llama import LlamaBackbone
 from presetforge.converters.base import HF_ACTIVATIONS, Converter, register, transpose
 from presetforge.converters.rope_config import rope_parameters
+from presetforge.errors import ConversionError
 
 _L = "transformer_layer_{i}"
 _A = f"{_L}/self_attention"
@@ -39,6 +40,19 @@ def bias_tensors(projections, prefix="layers.{i}"):
     }
     module = lambda p: "self_attn" if p.endswith(("q_proj", "k_proj", "v_proj", "o_proj")) else "mlp"  # noqa: E731
     return {f"{prefix}.{module(p)}.{p}.bias": names[p] for p in projections}
+
+
+def whole_head_rope(config):
+    """The canonical rope of a family whose attention rotates whole heads: a partial rotary factor,
+    at the top level or in the rope dict, is refused (transformers' Llama-shaped attention ignores it
+    for default rope and cannot apply the shorter tables of the other types)."""
+    rope = rope_parameters(config)
+    if "partial_rotary_factor" in rope:
+        raise ConversionError(
+            f"partial_rotary_factor={rope['partial_rotary_factor']!r} rotates only part of each head, "
+            "which this family's attention does not do"
+        )
+    return rope
 
 
 def untied_head(arguments):
