@@ -8,7 +8,15 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-from presetforge.backbones import BertBackbone, Backbone, GPT2Backbone, LlamaBackbone  # noqa: E402
+from presetforge.backbones import (  # noqa: E402
+    Backbone,
+    BertBackbone,
+    GPT2Backbone,
+    Gemma2Backbone,
+    Gemma3Backbone,
+    GemmaBackbone,
+    LlamaBackbone,
+)
 from presetforge import converters  # noqa: E402, F401  (lets from_preset convert raw HF checkpoints)
 from presetforge.errors import (  # noqa: E402
     ConversionError,
@@ -32,6 +40,9 @@ __all__ = [
     "BertBackbone",
     "ConversionError",
     "GPT2Backbone",
+    "Gemma2Backbone",
+    "Gemma3Backbone",
+    "GemmaBackbone",
     "LlamaBackbone",
     "GatedError",
     "HandleError",

@@ -10,7 +10,7 @@ from presetforge.converters.base import Converter, Rule, copy, get_converter, mo
 from presetforge.converters.convert import DTYPES, ConversionResult, convert
 
 # Each import registers its converter.
-from presetforge.converters import bert, gpt2, llama  # noqa: F401  isort: skip
+from presetforge.converters import bert, gemma, gemma2, gemma3, gpt2, llama  # noqa: F401  isort: skip
 from presetforge.converters.on_load import convert_on_load  # noqa: E402
 from presetforge.registry import handles  # noqa: E402
 
