@@ -3,6 +3,9 @@
 from presetforge.backbones.backbone import Backbone
 from presetforge.backbones.bert import BertBackbone
 from presetforge.backbones.distil_bert import DistilBertBackbone
+from presetforge.backbones.gemma import GemmaBackbone
+from presetforge.backbones.gemma2 import Gemma2Backbone
+from presetforge.backbones.gemma3 import Gemma3Backbone
 from presetforge.backbones.gpt2 import GPT2Backbone
 from presetforge.backbones.llama import LlamaBackbone
 from presetforge.backbones.mistral import MistralBackbone
@@ -16,6 +19,9 @@ __all__ = [
     "Backbone",
     "BertBackbone",
     "DistilBertBackbone",
+    "Gemma2Backbone",
+    "Gemma3Backbone",
+    "GemmaBackbone",
     "GPT2Backbone",
     "LlamaBackbone",
     "MistralBackbone",

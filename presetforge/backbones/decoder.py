@@ -29,16 +29,20 @@ class DecoderBlock(keras.layers.Layer):
     """``x + attention(norm(x))``, then ``x + feedforward(norm(x))``: Llama's block, and Mistral's, Qwen's, Phi-3's.
 
     ``attention`` and ``feedforward`` are the keyword arguments of
-    ``GroupedQueryAttention`` and ``GatedFeedforward``; both norms are RMS norms.
+    ``GroupedQueryAttention`` and ``GatedFeedforward``; both norms are RMS norms,
+    in Gemma's ``1 + w`` form with ``norm_unit_offset``.
     """
 
-    def __init__(self, attention, feedforward, layer_norm_epsilon=1e-6, dropout=0.0, **kwargs):
+    def __init__(
+        self, attention, feedforward, layer_norm_epsilon=1e-6, dropout=0.0, norm_unit_offset=False, **kwargs
+    ):
         super().__init__(**kwargs)
         self.config_args = dict(
-            attention=attention, feedforward=feedforward, layer_norm_epsilon=layer_norm_epsilon, dropout=dropout
+            attention=attention, feedforward=feedforward, layer_norm_epsilon=layer_norm_epsilon, dropout=dropout,
+            norm_unit_offset=norm_unit_offset,
         )
         policy = self.dtype_policy
-        norm = lambda name: RMSNormalization(layer_norm_epsilon, name=name, dtype=policy)
+        norm = lambda name: RMSNormalization(layer_norm_epsilon, norm_unit_offset, name=name, dtype=policy)
         self.self_attention_layer_norm = norm("self_attention_layer_norm")
         self.self_attention = GroupedQueryAttention(**attention, dropout=dropout, name="self_attention", dtype=policy)
         self.feedforward_layer_norm = norm("feedforward_layer_norm")

@@ -29,11 +29,14 @@ class ReversibleEmbedding(keras.layers.Embedding):
     head) or through its own ``reverse_embeddings`` of shape
     ``[hidden, vocabulary]`` (an untied LM head), so a language model's output
     layer lives in the same layer as its input embedding, as in keras-hub.
+    ``logit_soft_cap`` bounds the logits to ``cap * tanh(logits / cap)`` (Gemma 2's
+    final soft-capping), so they are the model's logits, not the head's raw output.
     """
 
-    def __init__(self, input_dim, output_dim, tie_weights=True, **kwargs):
+    def __init__(self, input_dim, output_dim, tie_weights=True, logit_soft_cap=None, **kwargs):
         super().__init__(input_dim, output_dim, **kwargs)
         self.tie_weights = tie_weights
+        self.logit_soft_cap = logit_soft_cap
 
     def build(self, input_shape=None):
         if self.built:
@@ -58,7 +61,10 @@ class ReversibleEmbedding(keras.layers.Embedding):
         if not reverse:
             return super().call(inputs)
         kernel = ops.transpose(self.embeddings) if self.tie_weights else self.reverse_embeddings
-        return ops.matmul(inputs, ops.cast(kernel, inputs.dtype))
+        logits = ops.matmul(inputs, ops.cast(kernel, inputs.dtype))
+        if self.logit_soft_cap is None:
+            return logits
+        return ops.tanh(logits / self.logit_soft_cap) * self.logit_soft_cap
 
     def compute_output_shape(self, input_shape, reverse=False):
         if reverse:
@@ -71,7 +77,7 @@ class ReversibleEmbedding(keras.layers.Embedding):
         return super().compute_output_spec(inputs)
 
     def get_config(self):
-        return {**super().get_config(), "tie_weights": self.tie_weights}
+        return {**super().get_config(), "tie_weights": self.tie_weights, "logit_soft_cap": self.logit_soft_cap}
 
 
 class PositionEmbedding(keras.layers.Layer):

@@ -61,15 +61,10 @@ def _reference_model(reference_dir, language_model):
     return auto.from_pretrained(reference_dir, attn_implementation="eager", dtype=torch.float32).eval()
 
 
-def _reference_stages(model, converter, language_model):
-    stages = dict(converter.reference_stages(model.base_model))
-    if language_model:
-        stages["logits"] = model.get_output_embeddings()
-    return stages
-
-
-def _run_reference(model, stages, inputs):
-    """Every stage's float32 output of the reference for ``inputs``, captured by forward hooks."""
+def _run_reference(model, stages, inputs, language_model):
+    """Every stage's float32 output of the reference for ``inputs``, captured by forward hooks;
+    for language models also ``logits``, the model's own output: past its LM head, any final
+    soft-capping (Gemma 2) is applied in the model's forward, not in a module a hook sees."""
     import torch
 
     captured = {}
@@ -89,10 +84,12 @@ def _run_reference(model, stages, inputs):
         kwargs["token_type_ids"] = torch.from_numpy(inputs["segment_ids"].astype("int64"))
     try:
         with torch.no_grad():
-            model(**kwargs)
+            output = model(**kwargs)
     finally:
         for h in handles:
             h.remove()
+    if language_model:
+        captured["logits"] = output.logits.numpy()
     return captured
 
 
@@ -207,11 +204,12 @@ def check(preset_dir, reference_dir, full_length_cap=FULL_LENGTH_CAP):
     tolerance = tolerances.for_dtype(dtype)
     probes = {"padded batch": probe_inputs(backbone), "full length": full_length_inputs(backbone, full_length_cap)}
     model = _reference_model(reference_dir, backbone.language_model)
-    reference_stages = _reference_stages(model, converter, backbone.language_model)
+    reference_stages = converter.reference_stages(model.base_model)
     ours, theirs = {}, {}
     for inputs in probes.values():
         mask = inputs["padding_mask"]
-        for side, outputs in ((ours, _run_ours(backbone, inputs)), (theirs, _run_reference(model, reference_stages, inputs))):
+        reference = _run_reference(model, reference_stages, inputs, backbone.language_model)
+        for side, outputs in ((ours, _run_ours(backbone, inputs)), (theirs, reference)):
             for name, array in outputs.items():
                 side.setdefault(name, []).append(_real_positions(array, mask))
     stages = [compare(name, ours.pop(name), theirs.pop(name), tolerance, top1=name == "logits") for name in list(ours)]

@@ -11,7 +11,7 @@ from presetforge.converters.convert import DTYPES, ConversionResult, convert
 
 # Each import registers its converter.
 from presetforge.converters import (  # noqa: F401  isort: skip
-    bert, distil_bert, gpt2, llama, mistral, phi3, qwen2, qwen3, roberta, xlm_roberta,
+    bert, distil_bert, gemma, gemma2, gemma3, gpt2, llama, mistral, phi3, qwen2, qwen3, roberta, xlm_roberta,
 )
 from presetforge.converters.on_load import convert_on_load  # noqa: E402
 from presetforge.registry import handles  # noqa: E402
