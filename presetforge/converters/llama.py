@@ -70,7 +70,6 @@ class LlamaConverter(Converter):
         r"lm_head\.weight",  # when tied to embed_tokens (an untied head is converted, see tensor_map)
         r"layers\.\d+\.self_attn\.rotary_emb\.inv_freq",  # a buffer older checkpoints saved
     )
-    required = {"partial_rotary_factor": (1.0, "rotate only part of each head, which Llama's attention does not do")}
     irrelevant = (
         "attention_dropout",  # dropout in training
         # Splits the projections into this many slices in older transformers: the same sums, reassociated.
@@ -89,7 +88,7 @@ class LlamaConverter(Converter):
             intermediate_dim=config.get("intermediate_size", 11008),
             num_key_value_heads=config.get("num_key_value_heads") or heads,
             head_dim=config.get("head_dim") or hidden // heads,
-            rope=rope_parameters(config),
+            rope=whole_head_rope(config),
             layer_norm_epsilon=config.get("rms_norm_eps", 1e-6),
             activation=self.pick(config, "hidden_act", HF_ACTIVATIONS, default="silu"),
             attention_bias=config.get("attention_bias", False),

@@ -82,6 +82,8 @@ def test_layouts_give_the_same_preset(tmp_path):
         ({"attention_sink": True}, "'attention_sink' is not understood"),
         ({"hidden_act": "quick_gelu"}, "hidden_act='quick_gelu'"),
         ({"partial_rotary_factor": 0.5}, "partial_rotary_factor=0.5"),
+        ({"rope_parameters": {"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.5}},
+         "partial_rotary_factor=0.5"),
     ],
 )
 def test_unknown_keys_and_values_are_refused(tmp_path, edit, message):
