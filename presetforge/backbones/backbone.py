@@ -1,5 +1,7 @@
 """``Backbone``: the functional Keras model every architecture derives from, and its preset I/O."""
 
+import inspect
+
 import keras
 
 from presetforge import preset
@@ -7,6 +9,9 @@ from presetforge.backbones import lora, weights
 from presetforge.errors import PresetError, hdf5_errors
 from presetforge.registry import catalog, handles
 from presetforge.version import __version__
+
+
+_NOT_ARGUMENTS = ("self", "dtype", "kwargs")  # what a backbone's constructor takes besides its architecture
 
 
 class _ClassProperty:
@@ -70,11 +75,16 @@ class Backbone(keras.Model):
             raise TypeError(f"{type(self).__name__} is not a language model; it has no LM head")
         return self.token_embedding(hidden_states, reverse=True)
 
-    def _remember_arguments(self, **arguments):
-        """Keep the architecture's constructor arguments as attributes, for ``get_config``."""
-        self._argument_names = tuple(arguments)
-        for name, value in arguments.items():
-            setattr(self, name, value)
+    def _remember_arguments(self, values):
+        """Keep the constructor's arguments as attributes, for ``get_config``.
+
+        ``values`` is the constructor's ``locals()`` at its end, so defaults it
+        filled in (a key/value head count, a rope) are kept as filled.
+        """
+        names = [name for name in inspect.signature(type(self).__init__).parameters if name not in _NOT_ARGUMENTS]
+        self._argument_names = tuple(names)
+        for name in names:
+            setattr(self, name, values[name])
 
     def get_config(self):
         return {

@@ -59,15 +59,4 @@ class BertBackbone(Backbone):
         for name, layer in layers.items():
             setattr(self, name, layer)
 
-        self._remember_arguments(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            dropout=dropout,
-            max_sequence_length=max_sequence_length,
-            num_segments=num_segments,
-            layer_norm_epsilon=layer_norm_epsilon,
-            activation=activation,
-        )
+        self._remember_arguments(locals())

@@ -10,6 +10,7 @@ import keras
 from keras import ops
 
 from presetforge.backbones.attention import GroupedQueryAttention
+from presetforge.backbones.backbone import Backbone
 from presetforge.backbones.feedforward import GatedFeedforward
 from presetforge.backbones.norms import RMSNormalization
 
@@ -90,3 +91,20 @@ def decoder_graph(token_embedding, blocks, rotary_tables, layer_norm, embedding_
     x = layer_norm(x)
     stages["final"] = x
     return {"token_ids": token_ids, "padding_mask": padding_mask}, x, stages
+
+
+class DecoderBackbone(Backbone):
+    """Base of the decoder families: the graph around their layers (``decoder_graph``), logits
+    through the token embedding, and the constructor arguments ``get_config`` returns."""
+
+    language_model = True
+
+    def _build(self, arguments, token_embedding, blocks, rotary_tables, layer_norm, embedding_scale=None):
+        """Finish a family's ``__init__``, given its ``locals()`` as ``arguments`` and its layers."""
+        inputs, output, stages = decoder_graph(token_embedding, blocks, rotary_tables, layer_norm, embedding_scale)
+        Backbone.__init__(self, inputs=inputs, outputs=output, dtype=arguments["dtype"], **arguments["kwargs"])
+        self._record_hidden_states(stages)
+        self.token_embedding = token_embedding
+        self.transformer_layers = blocks
+        self.layer_norm = layer_norm
+        self._remember_arguments(arguments)

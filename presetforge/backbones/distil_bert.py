@@ -52,13 +52,4 @@ class DistilBertBackbone(Backbone):
         for name, layer in layers.items():
             setattr(self, name, layer)
 
-        self._remember_arguments(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            dropout=dropout,
-            max_sequence_length=max_sequence_length,
-            activation=activation,
-        )
+        self._remember_arguments(locals())

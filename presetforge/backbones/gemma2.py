@@ -4,8 +4,7 @@ its own query scale, and soft-capped attention scores and logits."""
 import keras
 
 from presetforge.backbones.attention import GroupedQueryAttention
-from presetforge.backbones.backbone import Backbone
-from presetforge.backbones.decoder import decoder_graph
+from presetforge.backbones.decoder import DecoderBackbone
 from presetforge.backbones.feedforward import GatedFeedforward
 from presetforge.backbones.gemma import DEFAULT_ROPE
 from presetforge.backbones.layers import ReversibleEmbedding
@@ -72,7 +71,7 @@ class Gemma2DecoderBlock(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="presetforge")
-class Gemma2Backbone(Backbone):
+class Gemma2Backbone(DecoderBackbone):
     """Gemma 2 decoder; inputs ``token_ids`` and ``padding_mask``, output the final hidden states.
 
     Arguments as ``GemmaBackbone``'s, and: ``layer_types`` (one of
@@ -82,8 +81,6 @@ class Gemma2Backbone(Backbone):
     ``final_logit_soft_cap`` (keras-hub's names; ``None`` for none). The final
     soft-cap is part of ``backbone.logits()``.
     """
-
-    language_model = True
 
     def __init__(
         self,
@@ -138,32 +135,6 @@ class Gemma2Backbone(Backbone):
             for i, window in enumerate(sliding_windows(layer_types, num_layers, sliding_window_size))
         ]
         layer_norm = RMSNormalization(layer_norm_epsilon, unit_offset=True, name="layer_norm", dtype=policy)
-        inputs, output, stages = decoder_graph(
-            token_embedding, blocks, [rotary] * num_layers, layer_norm, embedding_scale=hidden_dim**0.5
-        )
-        super().__init__(inputs=inputs, outputs=output, dtype=dtype, **kwargs)
-        self._record_hidden_states(stages)
-        self.token_embedding = token_embedding
-        self.transformer_layers = blocks
-        self.layer_norm = layer_norm
-        self._remember_arguments(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_query_heads=num_query_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            num_key_value_heads=num_key_value_heads,
-            head_dim=head_dim,
-            layer_types=layer_types,
-            sliding_window_size=sliding_window_size,
-            query_pre_attn_scalar=query_pre_attn_scalar,
-            attention_logit_soft_cap=attention_logit_soft_cap,
-            final_logit_soft_cap=final_logit_soft_cap,
-            rope=rope,
-            layer_norm_epsilon=layer_norm_epsilon,
-            activation=activation,
-            attention_bias=attention_bias,
-            tie_word_embeddings=tie_word_embeddings,
-            max_sequence_length=max_sequence_length,
-            dropout=dropout,
+        self._build(
+            locals(), token_embedding, blocks, [rotary] * num_layers, layer_norm, embedding_scale=hidden_dim**0.5
         )

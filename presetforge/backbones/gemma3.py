@@ -2,8 +2,7 @@
 
 import keras
 
-from presetforge.backbones.backbone import Backbone
-from presetforge.backbones.decoder import decoder_graph
+from presetforge.backbones.decoder import DecoderBackbone
 from presetforge.backbones.gemma2 import Gemma2DecoderBlock, sliding_windows
 from presetforge.backbones.layers import ReversibleEmbedding
 from presetforge.backbones.norms import RMSNormalization
@@ -16,7 +15,7 @@ DEFAULT_ROPE = {
 
 
 @keras.saving.register_keras_serializable(package="presetforge")
-class Gemma3Backbone(Backbone):
+class Gemma3Backbone(DecoderBackbone):
     """Gemma 3 text decoder; inputs ``token_ids`` and ``padding_mask``, output the final hidden states.
 
     Arguments as ``Gemma2Backbone``'s, except: ``rope`` maps each layer type to
@@ -25,8 +24,6 @@ class Gemma3Backbone(Backbone):
     are RMS-normalised per head before rotation. There is no attention
     soft-capping: transformers' Gemma 3 applies none, whatever its config says.
     """
-
-    language_model = True
 
     def __init__(
         self,
@@ -86,31 +83,6 @@ class Gemma3Backbone(Backbone):
             for i, window in enumerate(windows)
         ]
         layer_norm = RMSNormalization(layer_norm_epsilon, unit_offset=True, name="layer_norm", dtype=policy)
-        inputs, output, stages = decoder_graph(
-            token_embedding, blocks, [rotaries[t] for t in layer_types], layer_norm, embedding_scale=hidden_dim**0.5
-        )
-        super().__init__(inputs=inputs, outputs=output, dtype=dtype, **kwargs)
-        self._record_hidden_states(stages)
-        self.token_embedding = token_embedding
-        self.transformer_layers = blocks
-        self.layer_norm = layer_norm
-        self._remember_arguments(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_query_heads=num_query_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            num_key_value_heads=num_key_value_heads,
-            head_dim=head_dim,
-            layer_types=layer_types,
-            sliding_window_size=sliding_window_size,
-            query_pre_attn_scalar=query_pre_attn_scalar,
-            final_logit_soft_cap=final_logit_soft_cap,
-            rope=rope,
-            layer_norm_epsilon=layer_norm_epsilon,
-            activation=activation,
-            attention_bias=attention_bias,
-            tie_word_embeddings=tie_word_embeddings,
-            max_sequence_length=max_sequence_length,
-            dropout=dropout,
+        self._build(
+            locals(), token_embedding, blocks, [rotaries[t] for t in layer_types], layer_norm, embedding_scale=hidden_dim**0.5
         )

@@ -71,15 +71,4 @@ class GPT2Backbone(Backbone):
         self.transformer_layers = transformer_layers
         self.layer_norm = layer_norm
 
-        self._remember_arguments(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            dropout=dropout,
-            max_sequence_length=max_sequence_length,
-            layer_norm_epsilon=layer_norm_epsilon,
-            activation=activation,
-            tie_word_embeddings=tie_word_embeddings,
-        )
+        self._remember_arguments(locals())

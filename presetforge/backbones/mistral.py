@@ -2,8 +2,7 @@
 
 import keras
 
-from presetforge.backbones.backbone import Backbone
-from presetforge.backbones.decoder import DecoderBlock, decoder_graph
+from presetforge.backbones.decoder import DecoderBackbone, DecoderBlock
 from presetforge.backbones.layers import ReversibleEmbedding
 from presetforge.backbones.llama import DEFAULT_ROPE
 from presetforge.backbones.norms import RMSNormalization
@@ -11,7 +10,7 @@ from presetforge.backbones.rotary import RotaryEmbedding
 
 
 @keras.saving.register_keras_serializable(package="presetforge")
-class MistralBackbone(Backbone):
+class MistralBackbone(DecoderBackbone):
     """Mistral decoder; inputs ``token_ids`` and ``padding_mask``, output the final hidden states.
 
     Arguments follow keras-hub's ``MistralBackbone`` (``num_query_heads``,
@@ -21,8 +20,6 @@ class MistralBackbone(Backbone):
     ``sliding_window=None`` attends to every earlier position, as upstream's
     ``sliding_window: null`` does. Logits: ``backbone.logits(hidden)``.
     """
-
-    language_model = True
 
     def __init__(
         self,
@@ -64,25 +61,4 @@ class MistralBackbone(Backbone):
             for i in range(num_layers)
         ]
         layer_norm = RMSNormalization(layer_norm_epsilon, name="layer_norm", dtype=policy)
-        inputs, output, stages = decoder_graph(token_embedding, blocks, [rotary] * num_layers, layer_norm)
-        super().__init__(inputs=inputs, outputs=output, dtype=dtype, **kwargs)
-        self._record_hidden_states(stages)
-        self.token_embedding = token_embedding
-        self.transformer_layers = blocks
-        self.layer_norm = layer_norm
-        self._remember_arguments(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_query_heads=num_query_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            num_key_value_heads=num_key_value_heads,
-            head_dim=head_dim,
-            rope=rope,
-            layer_norm_epsilon=layer_norm_epsilon,
-            activation=activation,
-            sliding_window=sliding_window,
-            tie_word_embeddings=tie_word_embeddings,
-            max_sequence_length=max_sequence_length,
-            dropout=dropout,
-        )
+        self._build(locals(), token_embedding, blocks, [rotary] * num_layers, layer_norm)

@@ -2,8 +2,7 @@
 
 import keras
 
-from presetforge.backbones.backbone import Backbone
-from presetforge.backbones.decoder import DecoderBlock, decoder_graph
+from presetforge.backbones.decoder import DecoderBackbone, DecoderBlock
 from presetforge.backbones.layers import ReversibleEmbedding
 from presetforge.backbones.llama import DEFAULT_ROPE
 from presetforge.backbones.norms import RMSNormalization
@@ -24,7 +23,7 @@ def layer_windows(layer_types, num_layers, sliding_window_size):
 
 
 @keras.saving.register_keras_serializable(package="presetforge")
-class Qwen2Backbone(Backbone):
+class Qwen2Backbone(DecoderBackbone):
     """Qwen2 decoder; inputs ``token_ids`` and ``padding_mask``, output the final hidden states.
 
     Arguments follow keras-hub's ``QwenBackbone`` (``num_query_heads``,
@@ -34,8 +33,6 @@ class Qwen2Backbone(Backbone):
     ``"full_attention"`` or ``"sliding_attention"`` per layer (``None``: all
     full). Logits: ``backbone.logits(hidden)``.
     """
-
-    language_model = True
 
     def __init__(
         self,
@@ -82,26 +79,4 @@ class Qwen2Backbone(Backbone):
             for i, window in enumerate(windows)
         ]
         layer_norm = RMSNormalization(layer_norm_epsilon, name="layer_norm", dtype=policy)
-        inputs, output, stages = decoder_graph(token_embedding, blocks, [rotary] * num_layers, layer_norm)
-        super().__init__(inputs=inputs, outputs=output, dtype=dtype, **kwargs)
-        self._record_hidden_states(stages)
-        self.token_embedding = token_embedding
-        self.transformer_layers = blocks
-        self.layer_norm = layer_norm
-        self._remember_arguments(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_query_heads=num_query_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            num_key_value_heads=num_key_value_heads,
-            head_dim=head_dim,
-            rope=rope,
-            layer_norm_epsilon=layer_norm_epsilon,
-            activation=activation,
-            layer_types=layer_types,
-            sliding_window_size=sliding_window_size,
-            tie_word_embeddings=tie_word_embeddings,
-            max_sequence_length=max_sequence_length,
-            dropout=dropout,
-        )
+        self._build(locals(), token_embedding, blocks, [rotary] * num_layers, layer_norm)

@@ -71,17 +71,4 @@ class RobertaBackbone(Backbone):
         for name, layer in layers.items():
             setattr(self, name, layer)
 
-        self._remember_arguments(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            dropout=dropout,
-            max_sequence_length=max_sequence_length,
-            pad_token_id=pad_token_id,
-            num_segments=num_segments,
-            layer_norm_epsilon=layer_norm_epsilon,
-            activation=activation,
-            add_pooling_layer=add_pooling_layer,
-        )
+        self._remember_arguments(locals())

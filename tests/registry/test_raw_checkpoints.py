@@ -1,12 +1,13 @@
 """Raw HF checkpoints load through from_preset (converted once, cached), locally and from the hub."""
 
 import numpy as np
+import pytest
 
 from presetforge import Backbone, Tokenizer
 from presetforge.converters import convert, on_load
 from presetforge.registry import hub
 from tests.backbones.tiny import inputs, outputs
-from tests.checkpoints import make_bert
+from tests.checkpoints import make_bert, make_causal_lm
 
 
 def test_local_checkpoint_converts_on_load_once(tmp_path):
@@ -46,3 +47,30 @@ def test_convert_cli_takes_an_hf_handle_and_records_its_commit(standin_hub, tmp_
     assert (provenance["repo_id"], provenance["revision"]) == ("upstream/tiny-bert", commit)
     assert provenance["files"]["model.safetensors"] == preset.sha256_file(source / "model.safetensors")
     assert provenance["files"]["vocab.txt"] == preset.sha256_file(source / "vocab.txt")
+
+
+# One tiny checkpoint per family the converters know (beyond BERT, above), as a user would name it on the Hub.
+FAMILY_CONFIGS = {
+    "llama": {},
+    "mistral": dict(sliding_window=8),
+    "qwen2": {},
+    "qwen3": dict(head_dim=8),
+    "gemma": dict(head_dim=8),
+    "gemma2": dict(head_dim=8, sliding_window=8),
+    "gemma3_text": dict(head_dim=8, sliding_window=8),
+    "phi3": dict(pad_token_id=0, bos_token_id=1, eos_token_id=2),
+}
+_DECODER = dict(vocab_size=64, hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=2,
+                num_key_value_heads=1, max_position_embeddings=32)
+
+
+@pytest.mark.parametrize("model_type", FAMILY_CONFIGS)
+def test_every_decoder_family_converts_on_load_from_the_hub(standin_hub, tmp_path, model_type):
+    source = make_causal_lm(tmp_path / "hf", model_type, **{**_DECODER, **FAMILY_CONFIGS[model_type]})
+    commit = hub.upload_hf(source, f"upstream/tiny-{model_type.replace('_', '-')}", "a raw checkpoint")
+    convert(source, tmp_path / "explicit")
+    x = {k: v for k, v in inputs("gpt2", vocabulary_size=64).items()}
+    loaded = Backbone.from_preset(f"hf://upstream/tiny-{model_type.replace('_', '-')}@{commit}")
+    assert type(loaded).__name__ == type(Backbone.from_preset(tmp_path / "explicit")).__name__
+    for a, b in zip(outputs(loaded, x), outputs(Backbone.from_preset(tmp_path / "explicit"), x)):
+        np.testing.assert_array_equal(a, b)
