@@ -1,30 +1,15 @@
 """presetforge: verified Keras 3 presets from upstream Hugging Face checkpoints.
 
 Keras reads ``KERAS_BACKEND`` once, at its first import, so the default (torch)
-is set here, before any submodule imports Keras.
+is set here, before any submodule imports Keras; the backbones and the tokenizer
+are imported on first use (``presetforge.Backbone``), so the command line and
+publishing never pay for Keras.
 """
 
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-from presetforge.backbones import (  # noqa: E402
-    Backbone,
-    BertBackbone,
-    DistilBertBackbone,
-    Gemma2Backbone,
-    Gemma3Backbone,
-    GemmaBackbone,
-    GPT2Backbone,
-    LlamaBackbone,
-    MistralBackbone,
-    Phi3Backbone,
-    Qwen2Backbone,
-    Qwen3Backbone,
-    RobertaBackbone,
-    XLMRobertaBackbone,
-)
-from presetforge import converters  # noqa: E402, F401  (lets from_preset convert raw HF checkpoints)
 from presetforge.errors import (  # noqa: E402
     ConversionError,
     GatedError,
@@ -39,8 +24,41 @@ from presetforge.errors import (  # noqa: E402
     PresetforgeError,
     UnauthorizedError,
 )
-from presetforge.tokenizers import Tokenizer  # noqa: E402
 from presetforge.version import __version__  # noqa: E402
+
+_BACKBONES = (
+    "Backbone",
+    "BertBackbone",
+    "DistilBertBackbone",
+    "Gemma2Backbone",
+    "Gemma3Backbone",
+    "GemmaBackbone",
+    "GPT2Backbone",
+    "LlamaBackbone",
+    "MistralBackbone",
+    "Phi3Backbone",
+    "Qwen2Backbone",
+    "Qwen3Backbone",
+    "RobertaBackbone",
+    "XLMRobertaBackbone",
+)
+
+
+def __getattr__(name):
+    """The backbones and the tokenizer, imported on first use: ``import presetforge`` (and so the
+    ``presetforge`` command's help, ``list`` and ``publish``) does not import Keras or torch."""
+    import importlib
+
+    if name in _BACKBONES:
+        value = getattr(importlib.import_module("presetforge.backbones"), name)
+        importlib.import_module("presetforge.converters")  # lets from_preset convert raw HF checkpoints
+    elif name == "Tokenizer":
+        value = importlib.import_module("presetforge.tokenizers").Tokenizer
+    else:
+        raise AttributeError(f"module 'presetforge' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Backbone",

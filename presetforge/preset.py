@@ -13,7 +13,6 @@ import contextlib
 import datetime
 import errno
 import fnmatch
-import errno
 import hashlib
 import json
 import mmap

@@ -2,6 +2,9 @@
 dependency tree, with every extra."""
 
 import ast
+import os
+import subprocess
+import textwrap
 import importlib.metadata
 import importlib.util
 import re
@@ -118,3 +121,31 @@ def test_ci_runs_the_lowest_keras_the_floor_allows():
         ("keras", [("==", floor[0])])
     ]
     assert Version(importlib.metadata.version("keras")) in keras.specifier
+
+
+LIGHT_COMMANDS = textwrap.dedent(
+    """
+    import sys
+    from click.testing import CliRunner
+    from presetforge.cli import main
+    for args in (["--help"], ["list"], ["list", "--json"], ["publish", "--help"], ["check", "--help"]):
+        assert CliRunner().invoke(main, args).exit_code == 0, args
+    import presetforge.registry.publish
+    print(sorted({m.split(".")[0] for m in sys.modules} & {"keras", "torch", "jax", "transformers", "h5py"}))
+    """
+)
+
+
+def test_help_list_and_publish_import_no_framework():
+    """The command line answers at once: only commands that compute load Keras and a backend."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", LIGHT_COMMANDS], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_backbones_are_there_on_first_use():
+    import presetforge
+
+    assert presetforge.Backbone.__name__ == "Backbone" and "LlamaBackbone" in presetforge.__all__
+    assert all(hasattr(presetforge, name) for name in presetforge.__all__)

@@ -11,11 +11,40 @@ from pathlib import Path
 
 from presetforge import preset
 from presetforge.checks import model_card
-from presetforge.checks.weights import WeightsResult
 from presetforge.errors import PresetError
 
 REPORT_FILE, MARKDOWN_FILE, PLOT_FILE = preset.REPORT_FILES
 REPORT_VERSION = 2  # 2: bound to every behaviour file; weights section; logits; full-length probe
+
+
+@dataclasses.dataclass
+class WeightsResult:
+    """What the weight check saw: how much it compared and the first difference, if any."""
+
+    checked: bool
+    passed: bool
+    variables: int = 0
+    elements: int = 0
+    first_mismatch: dict | None = None
+    config_mismatches: list = dataclasses.field(default_factory=list)
+    reason: str = ""
+
+    def describe(self):
+        """One line for people: what matched, or the first thing that did not."""
+        if not self.checked:
+            return f"not checked ({self.reason})"
+        if self.config_mismatches:
+            m = self.config_mismatches[0]
+            return f"config argument '{m['argument']}' is {m['preset']!r}; upstream gives {m['upstream']!r}"
+        if self.first_mismatch is not None:
+            m = self.first_mismatch
+            return (
+                f"'{m['variable']}' differs at index {tuple(m['index'])}: stored {m['stored']!r}, "
+                f"expected {m['expected']!r}"
+            )
+        if not self.passed:
+            return self.reason
+        return f"all {self.elements:,} elements of {self.variables} variables equal the converted upstream values"
 
 
 @dataclasses.dataclass

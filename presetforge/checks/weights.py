@@ -11,13 +11,13 @@ from the upstream config too: a config edited after conversion is named here.
 """
 
 import contextlib
-import dataclasses
 
 import h5py
 import keras
 import numpy as np
 
 from presetforge import preset
+from presetforge.checks.report import WeightsResult
 from presetforge.backbones import Backbone, weights
 from presetforge.converters import get_converter
 from presetforge.converters.checkpoint import Checkpoint, Scratch, numpy_dtype
@@ -26,36 +26,6 @@ from presetforge.errors import ConversionError, PresetError
 
 # Constructor arguments that do not change what the model computes in inference.
 _NOT_NUMERICS = ("name", "trainable", "dtype", "dropout")
-
-
-@dataclasses.dataclass
-class WeightsResult:
-    """What the weight check saw: how much it compared and the first difference, if any."""
-
-    checked: bool
-    passed: bool
-    variables: int = 0
-    elements: int = 0
-    first_mismatch: dict | None = None
-    config_mismatches: list = dataclasses.field(default_factory=list)
-    reason: str = ""
-
-    def describe(self):
-        """One line for people: what matched, or the first thing that did not."""
-        if not self.checked:
-            return f"not checked ({self.reason})"
-        if self.config_mismatches:
-            m = self.config_mismatches[0]
-            return f"config argument '{m['argument']}' is {m['preset']!r}; upstream gives {m['upstream']!r}"
-        if self.first_mismatch is not None:
-            m = self.first_mismatch
-            return (
-                f"'{m['variable']}' differs at index {tuple(m['index'])}: stored {m['stored']!r}, "
-                f"expected {m['expected']!r}"
-            )
-        if not self.passed:
-            return self.reason
-        return f"all {self.elements:,} elements of {self.variables} variables equal the converted upstream values"
 
 
 def _bits(array):
