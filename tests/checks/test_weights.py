@@ -28,9 +28,13 @@ def rewrite_manifest(root):
 
 def set_stored(root, variable_path, index, value):
     """Overwrite one stored element (or row, with a 1-tuple ``index``) of a variable in place."""
-    place = weights.layout(Backbone.from_preset(root, load_weights=False)).datasets[variable_path]
-    with h5py.File(root / place.file, "r+") as f:
-        dataset = f[place.path]
+    place = weights.layout(Backbone.from_preset(root, load_weights=False)).datasets[variable_path].path
+    for name in weights.weight_files(root):  # the file holding it: one of several shards, maybe
+        with h5py.File(root / name, "r") as f:
+            if place in f:
+                break
+    with h5py.File(root / name, "r+") as f:
+        dataset = f[place]
         if dataset.attrs.get("dtype") == "bfloat16":
             array = dataset[()].view(ml_dtypes.bfloat16)
             array[index] = value
@@ -177,3 +181,16 @@ def test_metadata_report_and_card_stay_outside_the_binding(copy_of):
     rewrite_manifest(copy)
     assert preset.behaviour_digest(copy) == digest
     assert report_lib.verification_problem(copy) is None
+
+
+@pytest.mark.parametrize("layout", ["sharded-preset", "bin-upstream", "sharded-upstream"])
+def test_every_layout_is_checked_whole(tmp_path, layout):
+    fmt = {"bin-upstream": "bin", "sharded-upstream": "sharded"}.get(layout, "safetensors")
+    source = make_gpt2(tmp_path / "hf", fmt=fmt)
+    shard = {"max_shard_size_gb": 40_000 / 1024**3} if layout == "sharded-preset" else {}
+    convert(source, tmp_path / "preset", **shard)
+    assert (len(preset.weights_files(tmp_path / "preset")) > 3) is (layout == "sharded-preset")
+    result = check_weights(tmp_path / "preset", source)
+    assert result.passed and result.elements == Backbone.from_preset(tmp_path / "preset").count_params()
+    set_stored(tmp_path / "preset", "transformer_layer_1/feedforward_output/kernel", (5, 6), 0.0)
+    assert check_weights(tmp_path / "preset", source).first_mismatch["index"] == [5, 6]
