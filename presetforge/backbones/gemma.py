@@ -4,10 +4,9 @@ import keras
 
 from presetforge.backbones.decoder import DecoderBackbone, DecoderBlock
 from presetforge.backbones.layers import ReversibleEmbedding
+from presetforge.backbones.llama import DEFAULT_ROPE
 from presetforge.backbones.norms import RMSNormalization
 from presetforge.backbones.rotary import RotaryEmbedding
-
-DEFAULT_ROPE = {"rope_type": "default", "rope_theta": 10000.0}
 
 
 @keras.saving.register_keras_serializable(package="presetforge")

@@ -6,7 +6,7 @@ import keras
 from presetforge.backbones.attention import GroupedQueryAttention
 from presetforge.backbones.decoder import DecoderBackbone
 from presetforge.backbones.feedforward import GatedFeedforward
-from presetforge.backbones.gemma import DEFAULT_ROPE
+from presetforge.backbones.llama import DEFAULT_ROPE
 from presetforge.backbones.layers import ReversibleEmbedding
 from presetforge.backbones.norms import RMSNormalization
 from presetforge.backbones.rotary import RotaryEmbedding
