@@ -26,6 +26,28 @@ class PositionIds(keras.layers.Layer):
         return keras.KerasTensor(token_ids.shape, dtype="int32")
 
 
+class EmbeddingScale(keras.layers.Layer):
+    """Multiplies by a constant cast to the compute dtype first, as Gemma scales its embeddings.
+
+    A layer rather than ``x * scale`` in the graph: Keras marks the product of a
+    symbolic tensor and a constant sparse, and a sparse tensor cannot start a
+    stage's own model (``Backbone.stage_models``) on the torch backend.
+    """
+
+    def __init__(self, scale, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def call(self, x):
+        return x * ops.cast(self.scale, x.dtype)
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor(x.shape, dtype=x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
 class DecoderBlock(keras.layers.Layer):
     """``x + attention(norm(x))``, then ``x + feedforward(norm(x))``: Llama's block, and Mistral's, Qwen's, Phi-3's.
 
@@ -78,7 +100,7 @@ def decoder_graph(token_embedding, blocks, rotary_tables, layer_norm, embedding_
     padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
     x = token_embedding(token_ids)
     if embedding_scale is not None:
-        x = x * ops.cast(embedding_scale, x.dtype)
+        x = EmbeddingScale(embedding_scale, name="embedding_scale", dtype=token_embedding.dtype_policy)(x)
     positions = PositionIds(name="position_ids")(token_ids)
     tables = {}
     stages = {"embeddings": x}
