@@ -65,6 +65,10 @@ class ConversionError(PresetforgeError):
         super().__init__(message)
 
 
+class CheckError(PresetforgeError):
+    """The parity check cannot run: its reference is incomplete, or a probe does not fit the model."""
+
+
 @contextlib.contextmanager
 def hdf5_errors(path):
     """Turn HDF5's multi-line I/O failures into one line.

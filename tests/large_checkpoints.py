@@ -6,6 +6,7 @@ names and shapes transformers saves for GPT-2 and Llama, in its own order.
 
 import json
 
+import ml_dtypes
 import numpy as np
 
 def gpt2_tensors(n_layer, n_embd, vocab_size=50257, n_positions=1024, **_):
@@ -64,8 +65,8 @@ def gpt2_config(n_layer, n_embd, n_head, vocab_size=50257, n_positions=1024, **_
 
 
 def llama_tensors(num_hidden_layers, hidden_size, num_attention_heads, num_key_value_heads, intermediate_size,
-                  vocab_size, **_):
-    """LlamaForCausalLM's state dict (tied head) as (name, shape), in transformers' own order."""
+                  vocab_size, tie_word_embeddings=True, **_):
+    """LlamaForCausalLM's state dict as (name, shape), in transformers' own order (``lm_head`` when untied)."""
     head_dim = hidden_size // num_attention_heads
     kv = num_key_value_heads * head_dim
     tensors = [("model.embed_tokens.weight", (vocab_size, hidden_size))]
@@ -82,23 +83,30 @@ def llama_tensors(num_hidden_layers, hidden_size, num_attention_heads, num_key_v
             (f"{layer}.input_layernorm.weight", (hidden_size,)),
             (f"{layer}.post_attention_layernorm.weight", (hidden_size,)),
         ]
-    return tensors + [("model.norm.weight", (hidden_size,))]
+    tensors.append(("model.norm.weight", (hidden_size,)))
+    return tensors if tie_word_embeddings else tensors + [("lm_head.weight", (vocab_size, hidden_size))]
 
 
-def llama_config(**spec):
-    """A Llama ``config.json`` as transformers writes it for a Llama 3.2-style model."""
+LLAMA_3_2_ROPE = {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                  "original_max_position_embeddings": 8192}
+
+
+def llama_config(max_position_embeddings=131072, rope_scaling=LLAMA_3_2_ROPE, tie_word_embeddings=True,
+                 torch_dtype="float32", **spec):
+    """A Llama ``config.json`` as transformers writes it: Llama 3.2-style by default (long-context rope,
+    tied head); Llama 3's first release had 8192 positions, no rope scaling and an untied head."""
     keys = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size",
             "vocab_size")
     return {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
         "hidden_act": "silu",
-        "max_position_embeddings": 131072,
+        "max_position_embeddings": max_position_embeddings,
         "rms_norm_eps": 1e-05,
         "rope_theta": 500000.0,
-        "rope_scaling": {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                         "original_max_position_embeddings": 8192},
-        "tie_word_embeddings": True,
+        "rope_scaling": rope_scaling,
+        "tie_word_embeddings": tie_word_embeddings,
+        "torch_dtype": torch_dtype,
         "attention_bias": False,
         "mlp_bias": False,
         **{k: spec[k] for k in keys},
@@ -128,14 +136,18 @@ def tiled_values(std=0.02):
     return lambda name, shape: np.resize(block, shape)
 
 
-def write_safetensors(path, tensors, fill=None):
-    """A float32 safetensors file of ``fill(name, shape)`` values (default ``normal_values()``), written
-    one tensor at a time: an 8-byte header length, a JSON header, then the raw bytes."""
+SAFETENSORS_DTYPES = {"float32": ("F32", np.dtype("float32")), "bfloat16": ("BF16", np.dtype(ml_dtypes.bfloat16))}
+
+
+def write_safetensors(path, tensors, fill=None, dtype="float32"):
+    """A safetensors file of ``fill(name, shape)`` values (default ``normal_values()``) stored as ``dtype``
+    (float32 or bfloat16), written one tensor at a time: an 8-byte header length, a JSON header, then the raw bytes."""
     fill = fill or normal_values()
+    code, numpy_dtype = SAFETENSORS_DTYPES[dtype]
     header, offset = {"__metadata__": {"format": "pt"}}, 0
     for name, shape in tensors:
-        size = int(np.prod(shape)) * 4
-        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + size]}
+        size = int(np.prod(shape)) * numpy_dtype.itemsize
+        header[name] = {"dtype": code, "shape": list(shape), "data_offsets": [offset, offset + size]}
         offset += size
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # keep the data 8-byte aligned, as safetensors does
@@ -143,7 +155,7 @@ def write_safetensors(path, tensors, fill=None):
         f.write(len(encoded).to_bytes(8, "little"))
         f.write(encoded)
         for name, shape in tensors:
-            f.write(fill(name, shape).tobytes())
+            f.write(fill(name, shape).astype(numpy_dtype, copy=False).tobytes())
     return offset
 
 

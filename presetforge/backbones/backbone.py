@@ -31,6 +31,14 @@ def _subclasses(cls):
     return found
 
 
+def backbone_class(serialized, root):
+    """The ``Backbone`` subclass a preset's serialized ``config.json`` names, or a one-line error."""
+    backbone_cls = keras.saving.get_registered_object(serialized.get("registered_name"))
+    if not (isinstance(backbone_cls, type) and issubclass(backbone_cls, Backbone)):
+        raise PresetError(f"{root} does not hold a presetforge backbone ({serialized.get('registered_name')!r})")
+    return backbone_cls
+
+
 @keras.saving.register_keras_serializable(package="presetforge")
 class Backbone(keras.Model):
     """Base of all presetforge backbones: a functional ``keras.Model`` with preset I/O.
@@ -68,6 +76,22 @@ class Backbone(keras.Model):
         ``layer_0`` … ``layer_{n-1}``, then ``final``; for layer-by-layer parity."""
         staged = keras.Model(self.input, list(self._hidden_state_tensors))
         return dict(zip(self._hidden_state_names, staged(inputs)))
+
+    def stage_models(self):
+        """Every stage on its own, for parity run a stage at a time: an ordered dict of stage
+        name → ``keras.Model`` taking ``[previous stage's output, *inputs]`` (the first stage
+        takes just ``inputs``), inputs in ``self.input`` order. Each model's ``weights`` are
+        exactly the variables its stage uses, so a caller can load and drop them per stage."""
+        inputs = [self.input[name] for name in self.input]
+
+        def build():  # without reading a variable: a streamed backbone's have no values yet
+            models, previous = {}, None
+            for name, tensor in zip(self._hidden_state_names, self._hidden_state_tensors):
+                models[name] = keras.Model(inputs if previous is None else [previous, *inputs], tensor)
+                previous = tensor
+            return models
+
+        return weights.deferred_variables(build)
 
     def logits(self, hidden_states):
         """Vocabulary logits for final hidden states, through the LM head (language models only)."""
@@ -116,11 +140,7 @@ class Backbone(keras.Model):
         # Everything is read through the verification, so only verified bytes are.
         with preset.Verification(root) as verification:
             serialized = verification.read_json(preset.CONFIG_FILE)
-            backbone_cls = keras.saving.get_registered_object(serialized.get("registered_name"))
-            if not (isinstance(backbone_cls, type) and issubclass(backbone_cls, Backbone)):
-                raise PresetError(
-                    f"{root} does not hold a presetforge backbone ({serialized.get('registered_name')!r})"
-                )
+            backbone_cls = backbone_class(serialized, root)
             if not issubclass(backbone_cls, cls):
                 raise PresetError(f"{root} holds a {backbone_cls.__name__}, not a {cls.__name__}")
             config = {**serialized["config"], **kwargs}

@@ -381,6 +381,19 @@ def load(backbone, root, verification=None):
     if verification is None:
         with preset.Verification(root) as verification:
             return load(backbone, root, verification)
+    with opened(backbone, root, verification) as fill:
+        fill(backbone.weights)
+    initialize_remaining(backbone)
+
+
+@contextlib.contextmanager
+def opened(backbone, root, verification):
+    """The preset's weight files opened for ``backbone``: yields ``fill(variables)``, which gives
+    those variables (any subset, any order) their stored values.
+
+    The files must hold exactly the backbone's variables; that is checked once,
+    on entry. Layer-streamed parity fills one block at a time and ``release``s it.
+    """
     plan = layout(backbone).datasets
     names = weight_files(root, verification)
     with contextlib.ExitStack() as stack:
@@ -402,14 +415,31 @@ def load(backbone, root, verification=None):
                 f"{root} holds weights '{extra[0]}' ({len(extra)} in all) that this "
                 f"{type(backbone).__name__} has no variable for"
             )
-        variables = {v.path: v for v in backbone.weights}
-        for variable_path, ds in plan.items():
-            variable = variables[variable_path]
-            dataset = h5files[stored[ds.path]][ds.path]
-            if tuple(dataset.shape) != tuple(variable.shape):
-                raise PresetError(
-                    f"weights '{ds.path}' have shape {tuple(dataset.shape)}; "
-                    f"'{variable_path}' needs {tuple(variable.shape)}"
-                )
-            _fill(variable, _read(dataset, _numpy_dtype(variable.dtype)))
-    initialize_remaining(backbone)
+
+        def fill(variables):
+            for variable in variables:
+                ds = plan[variable.path]
+                dataset = h5files[stored[ds.path]][ds.path]
+                if tuple(dataset.shape) != tuple(variable.shape):
+                    raise PresetError(
+                        f"weights '{ds.path}' have shape {tuple(dataset.shape)}; "
+                        f"'{variable.path}' needs {tuple(variable.shape)}"
+                    )
+                _fill(variable, _read(dataset, _numpy_dtype(variable.dtype)))
+
+        yield fill
+
+
+class _Released:
+    """The initializer a released variable is left with: reading it is a bug, so it says so."""
+
+    def __call__(self, shape, dtype=None):
+        raise RuntimeError("this variable's weights were released; fill it again before use")
+
+
+def release(variables):
+    """Drop the values of ``variables`` (filled by ``opened``), leaving them deferred again:
+    their memory goes back as soon as nothing else holds it."""
+    for variable in variables:
+        variable._value = None
+        variable._initializer = _Released()

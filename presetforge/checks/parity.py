@@ -8,18 +8,28 @@ supports shapes a compared number; only real (non-padding) positions are
 compared. Language models add a logits stage through their LM head, with
 top-1 agreement. The weight check (``checks.weights``) covers every element
 no probe reaches.
+
+Both models run a stage at a time (``checks.reference`` for transformers'
+side): the reference first, its stage outputs going to disk, then each of our
+stages on the reference's output of the stage before, so a stage's error is
+its own, never inherited; our model also runs alone, end to end. Memory stays
+bounded by a block of each side, the largest tensor and the activations.
 """
 
 import contextlib
+import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from presetforge import preset
-from presetforge.backbones import Backbone
+from presetforge.backbones import Backbone, weights
+from presetforge.backbones.backbone import backbone_class
 from presetforge.checks import tolerances
-from presetforge.checks.report import ParityReport, StageResult
+from presetforge.checks.compare import compare, real_positions
+from presetforge.checks.reference import opened as opened_reference
+from presetforge.checks.report import ParityReport
 from presetforge.checks.tokenizer_parity import compare_tokenizers
 from presetforge.checks.weights import check_weights
 from presetforge.converters import get_converter
@@ -27,7 +37,6 @@ from presetforge.converters import get_converter
 PROBE_LENGTHS = (24, 17, 9, 3)
 PROBE_SEED = 0
 FULL_LENGTH_CAP = 2048  # tokens of the full-length probe, at most
-_BLOCK_ELEMENTS = 1 << 21  # compared at a time: float64 temporaries of 16 MiB, whatever the width
 
 
 def _inputs(backbone, lengths, seq, rng):
@@ -52,26 +61,35 @@ def full_length_inputs(backbone, cap=FULL_LENGTH_CAP, seed=PROBE_SEED + 1):
     return _inputs(backbone, [length], length, np.random.default_rng(seed))
 
 
-def _reference_model(reference_dir, language_model):
+class _ReferenceOutputs:
+    """The reference's stage outputs of every probe, kept on disk (a model's worth of stages
+    would not fit the memory bound); each is read back when its stage is compared."""
+
+    def __init__(self, directory):
+        self._directory = Path(directory)
+        self._files = {}
+
+    def write(self, stage, probe, array):
+        path = self._directory / f"{len(self._files)}.npy"
+        np.save(path, array, allow_pickle=False)
+        self._files[stage, probe] = path
+
+    def read(self, stage, probe):
+        return np.load(self._files[stage, probe], allow_pickle=False)
+
+    def __len__(self):
+        return len(self._files)
+
+
+def _run_reference(model, stages, inputs, language_model, write):
+    """Run the reference on ``inputs``, handing every stage's float32 output to ``write(stage, array)``
+    as the forward pass produces it; for language models also ``logits``, the model's own output
+    (past its LM head, any final soft-capping is applied in the model's forward, which no hook sees)."""
     import torch
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
-    auto = transformers.AutoModelForCausalLM if language_model else transformers.AutoModel
-    return auto.from_pretrained(reference_dir, attn_implementation="eager", dtype=torch.float32).eval()
-
-
-def _run_reference(model, stages, inputs, language_model):
-    """Every stage's float32 output of the reference for ``inputs``, captured by forward hooks;
-    for language models also ``logits``, the model's own output: past its LM head, any final
-    soft-capping (Gemma 2) is applied in the model's forward, not in a module a hook sees."""
-    import torch
-
-    captured = {}
 
     def hook(name):
         def record(module, args, output):
-            captured[name] = (output[0] if isinstance(output, (tuple, list)) else output).detach().numpy()
+            write(name, (output[0] if isinstance(output, (tuple, list)) else output).detach().numpy())
 
         return record
 
@@ -89,8 +107,7 @@ def _run_reference(model, stages, inputs, language_model):
         for h in handles:
             h.remove()
     if language_model:
-        captured["logits"] = output.logits.numpy()
-    return captured
+        write("logits", output.logits.numpy())
 
 
 def _inference():
@@ -103,80 +120,80 @@ def _inference():
     return contextlib.nullcontext()
 
 
-def _run_ours(backbone, inputs):
-    """Every stage's output of our backbone for ``inputs`` (and logits for language models), as float32."""
-    with _inference():
-        states = backbone.hidden_states(inputs)
-        if backbone.language_model:
-            states["logits"] = backbone.logits(list(states.values())[-1])
-        return {k: keras.ops.convert_to_numpy(keras.ops.cast(v, "float32")) for k, v in states.items()}
+@contextlib.contextmanager
+def _our_backbone(preset_dir, streamed):
+    """Our backbone and ``materialised(variables)``, a context in which those variables hold their
+    stored values. Whole: ``from_preset``, everything loaded up front. Streamed: every variable
+    deferred (no memory) until its stage runs, read from the verified weight files, dropped after."""
+    if not streamed:
+        yield Backbone.from_preset(preset_dir), lambda variables: contextlib.nullcontext()
+        return
+    with preset.Verification(preset_dir) as verification:
+        serialized = verification.read_json(preset.CONFIG_FILE)
+        backbone_cls = backbone_class(serialized, preset_dir)
+        backbone = weights.deferred_variables(lambda: backbone_cls.from_config(serialized["config"]))
+        with weights.opened(backbone, preset_dir, verification) as fill:
+
+            @contextlib.contextmanager
+            def materialised(variables):
+                fill(variables)
+                try:
+                    yield
+                finally:
+                    weights.release(variables)
+
+            yield backbone, materialised
 
 
-def _real_positions(array, padding_mask):
-    """A stage output without padding: ``[positions, features]`` (per-sequence outputs stay as they are).
-
-    A probe without padding gives a view, not a copy (the full-length probe's logits are large)."""
-    if array.ndim != 3:
-        return array
-    if padding_mask.all():
-        return array.reshape(-1, array.shape[-1])
-    return array[padding_mask.astype(bool)]
+def _float32(tensor):
+    return keras.ops.convert_to_numpy(keras.ops.cast(tensor, "float32"))
 
 
-def _blocks(ours, reference):
-    """Pairs of ``[rows, features]`` float64 blocks over every probe's arrays, about
-    ``_BLOCK_ELEMENTS`` elements at a time (a logits row alone can hold 100k+)."""
-    for a, b in zip(ours, reference, strict=True):
-        if a.shape != b.shape:
-            raise ValueError(f"shape {a.shape} differs from the reference's {b.shape}")
-        rows = max(1, _BLOCK_ELEMENTS // max(1, a.shape[-1]))
-        for start in range(0, len(a), rows):
-            yield np.asarray(a[start : start + rows], "float64"), np.asarray(b[start : start + rows], "float64")
+def _compare_ours(backbone, probes, reference, materialised, tolerance, progress):
+    """Run our backbone a stage at a time and compare each stage with the reference's.
 
-
-def compare(name, ours, reference, tolerance, top1=False):
-    """Error statistics of one stage over every probe: lists of ``[positions, features]`` arrays.
-
-    Computed in float64, a block of rows at a time, so no probe's output is
-    copied whole. With ``top1`` (logits), the arg-max must agree at every
-    position where the reference's margin between its two best logits exceeds
-    twice the stage's limit; closer calls are counted as ambiguous, not compared.
+    Each stage runs twice: on the reference's output of the stage before (its
+    own error) and on ours (our model alone, end to end). Returns the two
+    lists of ``StageResult``.
     """
-    scale = max((max(float(b.max()), -float(b.min())) for b in reference if b.size), default=0.0)  # no |b| copy
-    floor = max(1e-2 * scale, 1e-12)
-    limit = tolerance.limit(scale)
-    max_abs = max_rel = sum_abs = 0.0
-    min_cosine = 1.0
-    elements = positions = agree = decisive = 0
-    try:
-        for a, b in _blocks(ours, reference):
-            diff = np.abs(a - b)
-            max_abs, sum_abs = max(max_abs, float(diff.max())), sum_abs + float(diff.sum())
-            max_rel = max(max_rel, float((diff / np.maximum(np.abs(b), floor)).max()))
-            norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
-            min_cosine = min(min_cosine, float((np.sum(a * b, axis=-1) / np.maximum(norms, 1e-30)).min()))
-            elements, positions = elements + diff.size, positions + len(diff)
-            if top1:
-                best_two = np.partition(b, -2, axis=-1)[:, -2:]
-                clear = best_two[:, 1] - best_two[:, 0] > 2 * limit
-                decisive += int(clear.sum())
-                agree += int((a.argmax(-1) == b.argmax(-1))[clear].sum())
-    except ValueError as e:
-        raise ValueError(f"stage '{name}': {e}") from None
-    passed = max_abs <= limit and min_cosine >= tolerance.min_cosine and agree == decisive
-    return StageResult(
-        name=name,
-        max_abs=max_abs,
-        mean_abs=sum_abs / max(1, elements),
-        max_rel=max_rel,
-        min_cosine=min_cosine,
-        limit=limit,
-        passed=bool(passed),
-        top1_agree=agree if top1 else None,
-        top1_positions=decisive if top1 else None,
-        top1_ambiguous=positions - decisive if top1 else None,
-    )
+    names = list(backbone.input)
+    arguments = {p: [keras.ops.convert_to_tensor(inputs[n]) for n in names] for p, inputs in probes.items()}
+    masks = {p: inputs["padding_mask"] for p, inputs in probes.items()}
+    dtype = backbone.dtype_policy.compute_dtype
+    alone, previous, per_stage, end_to_end = {}, None, [], []
 
+    def compared(name, outputs, top1=False):
+        theirs = [real_positions(reference.read(name, p), masks[p]) for p in probes]
+        ours = [real_positions(_float32(outputs[p]), masks[p]) for p in probes]
+        return compare(name, ours, theirs, tolerance, top1=top1)
+
+    def reference_input(name, p):
+        return keras.ops.cast(reference.read(name, p), dtype)
+
+    stage_models = backbone.stage_models()
+    total = len(stage_models) + backbone.language_model
+    for done, (name, model) in enumerate(stage_models.items(), 1):
+        with materialised(model.weights), _inference():
+            if previous is None:
+                alone = {p: model(arguments[p]) for p in probes}
+                fed = alone
+            else:
+                fed = {p: model([reference_input(previous, p), *arguments[p]]) for p in probes}
+                per_stage.append(compared(name, fed))
+                del fed
+                alone = {p: model([alone[p], *arguments[p]]) for p in probes}
+        if previous is None:
+            per_stage.append(compared(name, alone))
+        end_to_end.append(compared(name, alone))
+        previous = name
+        progress("ours", done, total)
+    if backbone.language_model:
+        with materialised(backbone.token_embedding.weights), _inference():
+            per_stage.append(compared("logits", {p: backbone.logits(reference_input(previous, p)) for p in probes},
+                                      top1=True))
+            end_to_end.append(compared("logits", {p: backbone.logits(alone.pop(p)) for p in list(alone)}, top1=True))
+        progress("ours", total, total)
+    return per_stage, end_to_end
 
 def _upstream_name(preset_dir):
     """``repo@revision`` the preset records as its upstream, or ``None``: never a local path,
@@ -187,10 +204,20 @@ def _upstream_name(preset_dir):
     return source["repo_id"] + (f"@{source['revision']}" if source.get("revision") else "")
 
 
-def check(preset_dir, reference_dir, full_length_cap=FULL_LENGTH_CAP):
+def _no_progress(phase, done, total):
+    pass
+
+
+def check(preset_dir, reference_dir, full_length_cap=FULL_LENGTH_CAP, probe_lengths=PROBE_LENGTHS, streamed=True,
+          progress=_no_progress):
     """The full parity report of the preset at ``preset_dir`` against ``reference_dir``.
 
     ``reference_dir`` is the upstream HF checkpoint directory the preset came from.
+    ``streamed`` (the default) runs both models a block at a time, so memory is
+    bounded by a block, not the model; ``streamed=False`` loads both whole
+    (transformers' own ``from_pretrained``): the same numbers, for a cross-check.
+    ``progress(phase, done, total)`` hears of each step: ``weights`` (once, when
+    the weight check is done), then each stage of ``reference`` and of ``ours``.
     """
     import transformers
 
@@ -198,27 +225,40 @@ def check(preset_dir, reference_dir, full_length_cap=FULL_LENGTH_CAP):
     preset.verify(preset_dir)
     model_type = preset.read_json(reference_dir, "config.json").get("model_type")
     converter = get_converter(model_type)  # an unknown model_type fails here, before any model is built
-    weights = check_weights(preset_dir, reference_dir)
-    backbone = Backbone.from_preset(preset_dir)
-    dtype = backbone.dtype_policy.variable_dtype
-    tolerance = tolerances.for_dtype(dtype)
-    probes = {"padded batch": probe_inputs(backbone), "full length": full_length_inputs(backbone, full_length_cap)}
-    model = _reference_model(reference_dir, backbone.language_model)
-    reference_stages = converter.reference_stages(model.base_model)
-    ours, theirs = {}, {}
-    for inputs in probes.values():
-        mask = inputs["padding_mask"]
-        reference = _run_reference(model, reference_stages, inputs, backbone.language_model)
-        for side, outputs in ((ours, _run_ours(backbone, inputs)), (theirs, reference)):
-            for name, array in outputs.items():
-                side.setdefault(name, []).append(_real_positions(array, mask))
-    stages = [compare(name, ours.pop(name), theirs.pop(name), tolerance, top1=name == "logits") for name in list(ours)]
+    progress("weights", 0, 1)
+    weights_result = check_weights(preset_dir, reference_dir)
+    progress("weights", 1, 1)
+    with _our_backbone(preset_dir, streamed) as (backbone, materialised), tempfile.TemporaryDirectory(
+        prefix="presetforge-parity-"
+    ) as scratch:
+        dtype = backbone.dtype_policy.variable_dtype
+        tolerance = tolerances.for_dtype(dtype)
+        probes = {
+            "padded batch": probe_inputs(backbone, probe_lengths),
+            "full length": full_length_inputs(backbone, full_length_cap),
+        }
+        reference = _ReferenceOutputs(scratch)
+        with opened_reference(reference_dir, backbone.language_model, streamed) as (model, stream):
+            stages = converter.reference_stages(model.base_model)
+            stream(stages.values())
+            implementation = f"transformers.{type(model).__name__}"
+            outputs = len(probes) * (len(stages) + backbone.language_model)
+
+            def write(stage, probe, array):
+                reference.write(stage, probe, array)
+                progress("reference", len(reference), outputs)
+
+            for probe, inputs in probes.items():
+                _run_reference(model, stages, inputs, backbone.language_model,
+                               lambda stage, array, probe=probe: write(stage, probe, array))
+            del model
+        per_stage, end_to_end = _compare_ours(backbone, probes, reference, materialised, tolerance, progress)
     return ParityReport(
         dtype=dtype,
         behaviour_sha256=preset.behaviour_digest(preset_dir),
         tolerance={"atol": tolerance.atol, "rtol": tolerance.rtol, "min_cosine": tolerance.min_cosine},
         reference={
-            "implementation": f"transformers.{type(model).__name__}",
+            "implementation": implementation,
             "transformers_version": transformers.__version__,
             "source": _upstream_name(preset_dir),
             "model_type": model_type,
@@ -230,8 +270,9 @@ def check(preset_dir, reference_dir, full_length_cap=FULL_LENGTH_CAP):
             },
             "full_length_cap": full_length_cap,
         },
-        stages=stages,
-        weights=weights,
+        stages=per_stage,
+        end_to_end=end_to_end,
+        weights=weights_result,
         tokenizer=compare_tokenizers(preset_dir, reference_dir),
         created=preset.build_date(),
     )

@@ -14,7 +14,8 @@ from presetforge.checks import model_card
 from presetforge.errors import PresetError
 
 REPORT_FILE, MARKDOWN_FILE, PLOT_FILE = preset.REPORT_FILES
-REPORT_VERSION = 2  # 2: bound to every behaviour file; weights section; logits; full-length probe
+REPORT_VERSION = 3  # 2: bound to every behaviour file; weights section; logits; full-length probe
+# 3: each stage fed the reference's input (errors per stage); our model run alone reported as end_to_end
 
 
 @dataclasses.dataclass
@@ -81,33 +82,40 @@ class ParityReport:
     tolerance: dict
     reference: dict
     inputs: dict
-    stages: list
+    stages: list  # each stage fed the reference's own input: the error that stage adds
+    end_to_end: list  # the same stages of our model run alone: the errors as they accumulate
     weights: WeightsResult
     tokenizer: TokenizerResult
     created: str | None
 
     @property
     def first_failing_stage(self):
-        return next((s.name for s in self.stages if not s.passed), None)
+        """The first stage that fails on its own (fed the reference's input), else the first
+        that fails run end to end; ``None`` when every stage passes both ways."""
+        alone = next((s.name for s in self.stages if not s.passed), None)
+        return alone or next((s.name for s in self.end_to_end if not s.passed), None)
 
     @property
     def first_failure(self):
         """What failed first, in words (weights, then stages, then tokenizer), or ``None``."""
         if not self.weights.passed:
             return f"weights: {self.weights.describe()}"
-        if self.first_failing_stage:
+        if any(not s.passed for s in self.stages):
             return f"stage '{self.first_failing_stage}'"
+        if self.first_failing_stage:
+            return f"stage '{self.first_failing_stage}' run end to end"
         if self.tokenizer.checked and not self.tokenizer.passed:
             return "tokenizer"
         return None
 
     @property
     def passed(self):
-        stages_ok = all(s.passed for s in self.stages)
+        stages_ok = all(s.passed for s in self.stages + self.end_to_end)
         return stages_ok and self.weights.passed and (self.tokenizer.passed or not self.tokenizer.checked)
 
     @property
     def worst_max_abs(self):
+        """The largest error any stage adds on its own."""
         return max(s.max_abs for s in self.stages)
 
     def summary(self):
@@ -119,7 +127,8 @@ class ParityReport:
             "weights": "identical" if self.weights.passed else "MISMATCH",
             "stages": len(self.stages),
             "worst_max_abs": self.worst_max_abs,
-            "min_cosine": min(s.min_cosine for s in self.stages),
+            "end_to_end_max_abs": self.end_to_end[-1].max_abs,
+            "min_cosine": min(s.min_cosine for s in self.stages + self.end_to_end),
             "first_failure": self.first_failure,
             "tokenizer": "identical" if self.tokenizer.passed and self.tokenizer.checked else (
                 "not checked" if not self.tokenizer.checked else "MISMATCH"
@@ -147,13 +156,14 @@ class ParityReport:
         fields = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in fields}
         kwargs["stages"] = [StageResult(**s) for s in data["stages"]]
+        kwargs["end_to_end"] = [StageResult(**s) for s in data["end_to_end"]]
         kwargs["weights"] = WeightsResult(**data["weights"])
         kwargs["tokenizer"] = TokenizerResult(**data["tokenizer"])
         return cls(**kwargs)
 
     def top1_line(self):
         """Logits arg-max agreement in words, or ``None`` for models without an LM head."""
-        logits = next((s for s in self.stages if s.top1_positions is not None), None)
+        logits = next((s for s in self.end_to_end if s.top1_positions is not None), None)
         if logits is None:
             return None
         return (
@@ -162,12 +172,16 @@ class ParityReport:
         )
 
     def stage_table(self):
-        """The per-stage errors as a Markdown table."""
-        rows = ["| stage | max abs | mean abs | max rel | min cosine | limit | ok |", "|---|---|---|---|---|---|---|"]
-        for s in self.stages:
+        """The per-stage errors as a Markdown table: each stage on the reference's input, then end to end."""
+        rows = [
+            "| stage | max abs | mean abs | max rel | min cosine | end to end: max abs | min cosine | limit | ok |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for s, e in zip(self.stages, self.end_to_end, strict=True):
+            ok = "yes" if s.passed and e.passed else "**NO**" if not s.passed else "**NO** (end to end)"
             rows.append(
                 f"| {s.name} | {s.max_abs:.3e} | {s.mean_abs:.3e} | {s.max_rel:.3e} | {s.min_cosine:.7f} "
-                f"| {s.limit:.1e} | {'yes' if s.passed else '**NO**'} |"
+                f"| {e.max_abs:.3e} | {e.min_cosine:.7f} | {s.limit:.1e} | {ok} |"
             )
         return "\n".join(rows)
 
@@ -186,6 +200,8 @@ class ParityReport:
             "(config, weights, tokenizer).",
             f"Weights: {self.weights.describe()}.",
             f"Probes (padding excluded): {probes}.",
+            "Each stage is fed the reference's input to it, so its error is its own; "
+            "end to end, our model runs alone.",
             "",
             self.stage_table(),
         ]
@@ -208,9 +224,11 @@ class ParityReport:
 
         names = [s.name for s in self.stages]
         fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(names) + 2), 3.6), dpi=100)
-        ax.semilogy(names, [max(s.max_abs, 1e-12) for s in self.stages], "o-", label="max abs error")
+        ax.semilogy(names, [max(s.max_abs, 1e-12) for s in self.stages], "o-", label="max abs error, per stage")
+        ax.semilogy(names, [max(s.max_abs, 1e-12) for s in self.end_to_end], ".:", color="tab:gray",
+                    label="end to end")
         ax.semilogy(names, [s.limit for s in self.stages], "--", color="tab:red", label="limit")
-        for s in self.stages:
+        for s in self.stages + self.end_to_end:
             if not s.passed:
                 ax.semilogy([s.name], [max(s.max_abs, 1e-12)], "x", color="tab:red", markersize=10)
         ax.set_title(f"parity vs reference ({self.dtype}): {'passed' if self.passed else 'FAILED'}")

@@ -18,7 +18,8 @@ import numpy as np
 
 from presetforge import preset
 from presetforge.checks.report import WeightsResult
-from presetforge.backbones import Backbone, weights
+from presetforge.backbones import weights
+from presetforge.backbones.backbone import backbone_class
 from presetforge.converters import get_converter
 from presetforge.converters.checkpoint import Checkpoint, Scratch, numpy_dtype
 from presetforge.converters.plan import converted_parts, plan
@@ -68,9 +69,7 @@ def _config_mismatches(arguments, upstream_arguments):
 def check_weights(preset_dir, reference_dir):
     """Compare every weight of the preset at ``preset_dir`` with the upstream checkpoint it came from."""
     serialized = preset.read_json(preset_dir, preset.CONFIG_FILE)
-    backbone_cls = keras.saving.get_registered_object(serialized.get("registered_name"))
-    if not (isinstance(backbone_cls, type) and issubclass(backbone_cls, Backbone)):
-        raise PresetError(f"{preset_dir} does not hold a presetforge backbone")
+    backbone_cls = backbone_class(serialized, preset_dir)
     arguments = serialized["config"]
     with Checkpoint(reference_dir) as checkpoint:
         converter = get_converter(checkpoint.config.get("model_type"))

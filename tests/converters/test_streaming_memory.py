@@ -3,28 +3,19 @@
 A GPT-2-shaped checkpoint of about 1.25 GB, and a Llama-shaped one of 1.1 GB,
 each with 50 MiB as its largest tensor, are converted in a subprocess; its peak RSS (``getrusage(RUSAGE_CHILDREN).ru_maxrss``)
 must stay under the import baseline (a subprocess doing the same imports) plus
-twice the largest tensor plus 256 MiB, a bound each checkpoint is over 3 times larger than.
-
-Linux carries ``ru_maxrss`` over ``execve`` from the process that spawns the
-child, so a child of the (large) pytest process would start at pytest's size
-and the bound would hold vacuously. Each child is therefore spawned by a small
-Python driver, which reports its children's ``ru_maxrss``.
+twice the largest tensor plus 256 MiB, a bound each checkpoint is over 3 times larger than
+(``tests/peak_memory.py`` says why each child has a driver).
 """
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from presetforge import preset
 from tests.large_checkpoints import FAMILIES, tiled_values, write_safetensors
+from tests.peak_memory import MiB, peak_rss_kib
 
-MiB = 1024**2
 SHAPES = {
     # 24 layers of 1024 wide: 52 MB per layer, 1.25 GB in all; the token embedding (50 MiB) is the largest tensor.
     "gpt2": dict(n_layer=24, n_embd=1024, n_head=16, vocab_size=12800, n_positions=1024),
@@ -34,16 +25,6 @@ SHAPES = {
 }
 
 IMPORTS = "import presetforge\nfrom presetforge.converters import convert\n"
-
-DRIVER = textwrap.dedent(
-    """
-    import json, resource, subprocess, sys
-    done = subprocess.run([sys.executable, "-c", sys.argv[1]], env=json.loads(sys.argv[2]))
-    if done.returncode:
-        sys.exit(done.returncode)
-    print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    """
-)
 
 
 def _write_checkpoint(directory, family):
@@ -56,16 +37,6 @@ def _write_checkpoint(directory, family):
     return max(int(np.prod(shape)) * 4 for _, shape in tensors), total
 
 
-def _peak_rss_kib(code):
-    """``ru_maxrss`` (KiB) of a child running ``code``, spawned by a small driver process."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    done = subprocess.run(
-        [sys.executable, "-c", DRIVER, code, json.dumps(env)], capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return int(done.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("family", SHAPES)
 def test_conversion_peak_memory_is_bounded_by_the_largest_tensor(tmp_path, family):
@@ -73,8 +44,8 @@ def test_conversion_peak_memory_is_bounded_by_the_largest_tensor(tmp_path, famil
     bound_kib = (2 * largest + 256 * MiB) // 1024
     assert total > 3 * bound_kib * 1024  # the model could not fit in the budget whole
 
-    baseline = _peak_rss_kib(IMPORTS)
-    peak = _peak_rss_kib(f"{IMPORTS}convert({str(tmp_path / 'hf')!r}, {str(tmp_path / 'preset')!r})\n")
+    baseline = peak_rss_kib(IMPORTS)
+    peak = peak_rss_kib(f"{IMPORTS}convert({str(tmp_path / 'hf')!r}, {str(tmp_path / 'preset')!r})\n")
 
     preset.verify(tmp_path / "preset")  # it did convert, whole
     assert preset.read_json(tmp_path / "preset", preset.METADATA_FILE)["parameter_count"] == total // 4
