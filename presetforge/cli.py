@@ -83,11 +83,12 @@ def _convert(source, output, dtype, show_progress, source_repo=None, revision=No
 
 def _parity_table(report):
     table = Table(title=f"parity vs {report.reference['implementation']} ({report.dtype})", title_justify="left")
-    for column in ("stage", "max abs", "mean abs", "min cosine", "limit", "ok"):
+    for column in ("stage", "max abs", "mean abs", "min cosine", "end to end", "limit", "ok"):
         table.add_column(column, justify="left" if column == "stage" else "right")
-    for s in report.stages:
-        ok = Text("yes", style="green") if s.passed else Text("NO", style="bold red")
-        table.add_row(s.name, f"{s.max_abs:.2e}", f"{s.mean_abs:.2e}", f"{s.min_cosine:.7f}", f"{s.limit:.1e}", ok)
+    for s, e in zip(report.stages, report.end_to_end, strict=True):
+        ok = Text("yes", style="green") if s.passed and e.passed else Text("NO", style="bold red")
+        table.add_row(s.name, f"{s.max_abs:.2e}", f"{s.mean_abs:.2e}", f"{s.min_cosine:.7f}", f"{e.max_abs:.2e}",
+                      f"{s.limit:.1e}", ok)
     return table
 
 
@@ -106,12 +107,68 @@ def _verdict(report, preset_dir):
     return EXIT_PARITY_FAILED
 
 
-def run_check(preset_dir, reference, write, as_json, name=None):
+def _probe_lengths(ctx, param, value):
+    try:
+        lengths = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        lengths = ()
+    if not lengths or min(lengths) < 1:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of positive lengths")
+    return lengths
+
+
+def _check_options(command):
+    """The parity check's options, shared by ``check`` and ``convert``; they arrive as ``check_options``."""
+    options = [
+        click.option("--probe-lengths", default=",".join(map(str, CHECK_DEFAULTS["probe_lengths"])),
+                     show_default=True, callback=_probe_lengths,
+                     help="Token counts of the padded probe batch, one sequence each (capped at the model's "
+                          "max_sequence_length)."),
+        click.option("--full-length-cap", type=click.IntRange(min=1), default=CHECK_DEFAULTS["full_length_cap"],
+                     show_default=True,
+                     help="Tokens of the full-length probe: the model's max_sequence_length, at most this."),
+        click.option("--whole-model", is_flag=True,
+                     help="Load both models whole instead of a block at a time (a cross-check; memory for both)."),
+    ]
+
+    @functools.wraps(command)
+    def wrapper(*args, probe_lengths, full_length_cap, whole_model, **kwargs):
+        check_options = dict(probe_lengths=probe_lengths, full_length_cap=full_length_cap, streamed=not whole_model)
+        return command(*args, check_options=check_options, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+# parity.check's defaults, spelled here so that --help needs no framework (a test keeps them equal).
+CHECK_DEFAULTS = dict(probe_lengths=(24, 17, 9, 3), full_length_cap=2048, streamed=True)
+
+
+def _refuse_check_options(check_options, why):
+    changed = [name for name, value in check_options.items() if value != CHECK_DEFAULTS[name]]
+    if changed:
+        option = {"probe_lengths": "--probe-lengths", "full_length_cap": "--full-length-cap",
+                  "streamed": "--whole-model"}[changed[0]]
+        raise PresetforgeError(f"{option} applies to a preset directory: {why}")
+
+
+def run_check(preset_dir, reference, write, as_json, name=None, check_options=None):
     """Check parity, optionally store the report (and model card, naming ``name``) in the preset;
-    return the exit code."""
+    return the exit code. ``check_options`` go to ``parity.check`` (probes, whole model)."""
     from presetforge.checks import parity, report as report_lib
 
-    report = parity.check(preset_dir, reference)
+    with _progress(not as_json) as progress:
+        tasks = {}
+
+        def advance(phase, done, total):
+            if phase not in tasks:
+                description = {"weights": "checking weights", "reference": "reference stages",
+                               "ours": "our stages"}[phase]
+                tasks[phase] = progress.add_task(description, total=total, tensor="")
+            progress.update(tasks[phase], completed=done, total=total)
+
+        report = parity.check(preset_dir, reference, progress=advance, **(check_options or {}))
     if write:
         report_lib.write(Path(preset_dir), report, name=name)
     if as_json:
@@ -175,14 +232,16 @@ def _upstream(source):
 @click.option("--dry-run", is_flag=True, help="With a catalog family or preset: show the plan only.")
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("out/presets"), show_default=True,
               help="Where catalog presets are converted.")
+@_check_options
 @_clear_errors
-def convert_command(source, output, dtype, check, as_json, name, push, dry_run, workdir):
+def convert_command(source, output, dtype, check, as_json, name, push, dry_run, workdir, check_options):
     """Convert SOURCE into a preset, then verify it.
 
     SOURCE is a local HF checkpoint directory or hf://org/repo[@revision] (give -o),
     or a catalog preset or family such as gpt2 (converted under --workdir; --push publishes).
     """
     if _is_catalog_source(source):
+        _refuse_check_options(check_options, "catalog presets are checked with the default probes")
         sys.exit(_convert_catalog(source, dtype, push, dry_run, workdir, as_json))
     if push or dry_run:
         raise PresetforgeError("--push and --dry-run apply to catalog presets and families (see `presetforge list`)")
@@ -199,7 +258,7 @@ def convert_command(source, output, dtype, check, as_json, name, push, dry_run, 
         advice = ": --no-check given; run `presetforge check` before publishing"
         out.print(Text.assemble(("not verified", "yellow"), advice))
         sys.exit(EXIT_OK)
-    sys.exit(run_check(result.output, checkpoint, write=True, as_json=as_json, name=name))
+    sys.exit(run_check(result.output, checkpoint, write=True, as_json=as_json, name=name, check_options=check_options))
 
 
 def _convert_catalog(family, dtype, push, dry_run, workdir, as_json):
@@ -244,18 +303,21 @@ def _convert_catalog(family, dtype, push, dry_run, workdir, as_json):
               help="Store the report in the preset (local directories only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @click.option("--name", help="The preset's catalog name, for the model card written with the report.")
+@_check_options
 @_clear_errors
-def check_command(preset, reference, write, as_json, name):
+def check_command(preset, reference, write, as_json, name, check_options):
     """Check PRESET against its upstream reference, layer by layer.
 
     PRESET is a preset directory, or a catalog preset or family (the nightly job:
     `presetforge check gpt2 --json` checks every published gpt2 preset against its pinned upstream).
     """
     if reference is None and _is_catalog_source(preset):
+        _refuse_check_options(check_options, "published presets are checked with the default probes")
         sys.exit(_check_published(preset, as_json))
     if reference is None:
         raise PresetforgeError("give the upstream checkpoint with --reference")
-    sys.exit(run_check(Path(preset), _local_checkpoint(reference), write=write, as_json=as_json, name=name))
+    sys.exit(run_check(Path(preset), _local_checkpoint(reference), write=write, as_json=as_json, name=name,
+                       check_options=check_options))
 
 
 def _check_published(family, as_json):

@@ -124,3 +124,28 @@ def test_list_shows_the_catalog():
 def test_push_needs_a_catalog_name():
     result = run("convert", "gpt7", "--push")
     assert result.exit_code == 2 and "--push and --dry-run apply to catalog presets" in result.output
+
+
+def test_check_option_defaults_are_the_checks_own():
+    import inspect
+
+    from presetforge import cli
+    from presetforge.checks import parity
+
+    defaults = {k: p.default for k, p in inspect.signature(parity.check).parameters.items()}
+    assert {k: defaults[k] for k in cli.CHECK_DEFAULTS} == cli.CHECK_DEFAULTS
+
+
+def test_probe_options_reach_the_check_and_bad_ones_are_one_line(tmp_path, gpt2_source):
+    out = tmp_path / "preset"
+    result = run("convert", gpt2_source, "-o", out, "--json", "--probe-lengths", "5,2", "--full-length-cap", "7")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["inputs"]["probes"]["padded batch"]["lengths"] == [5, 2]
+    assert report["inputs"]["probes"]["full length"]["lengths"] == [7]
+    whole = run("check", out, "--reference", gpt2_source, "--whole-model", "--json", "--no-write")
+    assert whole.exit_code == 0 and json.loads(whole.output)["passed"], whole.output
+    bad = run("check", out, "--reference", gpt2_source, "--probe-lengths", "5,x")
+    assert bad.exit_code == 2 and "not a comma-separated list of positive lengths" in bad.output
+    refused = run("check", "gpt2", "--whole-model")
+    assert refused.exit_code != 0 and "--whole-model applies to a preset directory" in refused.output
