@@ -45,6 +45,12 @@ SIZES = {
         label="Llama 3.2 1B shape", family="llama", num_hidden_layers=16, hidden_size=2048, num_attention_heads=32,
         num_key_value_heads=8, intermediate_size=8192, vocab_size=128256,
     ),
+    # Llama 3 8B's shape as published: bfloat16, 8192 positions, no rope scaling, untied head (16 GB).
+    "llama3-8b": dict(
+        label="Llama 3 8B shape", family="llama", num_hidden_layers=32, hidden_size=4096, num_attention_heads=32,
+        num_key_value_heads=8, intermediate_size=14336, vocab_size=128256, max_position_embeddings=8192,
+        rope_scaling=None, tie_word_embeddings=False, dtype="bfloat16",
+    ),
 }
 
 
@@ -66,14 +72,16 @@ def checkpoint(size, cache=CACHE):
     staging = directory.with_name(directory.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    (staging / "config.json").write_text(json.dumps(config(**spec), indent=2) + "\n")
-    write_safetensors(staging / "model.safetensors", tensors(**spec))
+    dtype = spec.get("dtype", "float32")
+    (staging / "config.json").write_text(json.dumps(config(**spec, torch_dtype=dtype), indent=2) + "\n")
+    write_safetensors(staging / "model.safetensors", tensors(**spec), dtype=dtype)
     shutil.rmtree(directory, ignore_errors=True)
     staging.rename(directory)
     return directory
 
 
 def largest_tensor_bytes(size):
+    """Bytes of the checkpoint's largest tensor in float32."""
     spec = SIZES[size]
     return max(int(np.prod(shape)) * 4 for _, shape in FAMILIES[spec["family"]][0](**spec))
 

@@ -40,8 +40,65 @@ def _copy_userspace(src, dst, chunk=1024 * 1024):
             fdst.write(view[:n])
 
 
+def _reset_peak():
+    """Restart the kernel's high-water mark (``VmHWM``) at the current RSS, so the next phase's peak is its own."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _convert_and_check_in_phases(src, out, dtype, full_length_cap):
+    """Convert, then check with the default probes (``full_length_cap`` aside), timing each phase:
+    ``phases`` maps convert / weights / reference / ours to ``[seconds, peak RSS KiB]``."""
+    import transformers.models.llama.modeling_llama  # noqa: F401  (imported by the check; not timed)
+
+    from presetforge.checks import parity, report
+    from presetforge.converters import convert
+
+    phases, current = {}, {"name": "convert", "start": time.perf_counter()}
+
+    def finish():
+        phases[current["name"]] = [time.perf_counter() - current["start"], _peak_kib()]
+        _reset_peak()
+        current["start"] = time.perf_counter()
+
+    def progress(phase, done, total):
+        if phase != current["name"]:
+            finish()
+            current["name"] = phase
+        print(f"{phase} {done}/{total} {time.perf_counter() - current['start']:.0f}s", file=sys.stderr, flush=True)
+
+    convert(src, out, dtype=dtype)
+    result = parity.check(out, src, full_length_cap=int(full_length_cap), progress=progress)
+    finish()
+    report.write(Path(out), result)
+    return {"phases": phases, "passed": result.passed, "first_failure": result.first_failure,
+            "worst_max_abs": result.worst_max_abs, "end_to_end_max_abs": result.end_to_end[-1].max_abs,
+            "limit": max(s.limit for s in result.stages)}
+
+
+def _keras_hub_route(src):
+    """What keras-hub's own conversion checks need in one process: its backbone from the HF
+    directory, and transformers' model beside it (from_pretrained in float32, eager)."""
+    import keras_hub
+    import torch
+    import transformers
+
+    backbone = keras_hub.models.Backbone.from_preset(src)
+    reference = transformers.AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
+    return {"parameters": int(backbone.count_params()), "reference_parameters": int(reference.num_parameters())}
+
+
 def _imports(task):
     """The task's callable, after importing everything it needs (so imports are not timed)."""
+    if task == "presetforge-convert-check":
+        import presetforge.checks.parity  # noqa: F401
+
+        return _convert_and_check_in_phases
+    if task == "kerashub-parity-route":
+        import keras_hub  # noqa: F401
+        import transformers  # noqa: F401
+
+        return _keras_hub_route
     if task == "presetforge-check":  # the gate as `presetforge check` runs it: report written into the preset
         import transformers  # noqa: F401  (imported by the check itself; not timed)
 
@@ -85,7 +142,7 @@ def main():
     result = fn(*args)
     seconds = time.perf_counter() - start
     peak = _peak_kib()
-    extra = {}
+    extra = result if isinstance(result, dict) else {}
     count_params = getattr(result, "count_params", None)
     if callable(count_params):
         extra["parameters"] = int(count_params())
