@@ -331,6 +331,23 @@ def _check_all(family, report_dir, previous, as_json):
     return EXIT_PARITY_FAILED if failed else EXIT_OK
 
 
+@main.command("dashboard")
+@click.argument("report_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The site directory to write.")
+@_clear_errors
+def dashboard_command(report_dirs, output):
+    """Build a static site from the nightly reports in REPORT_DIRS (one per night, any order).
+
+    One row per preset, failed and drifted first; a page per preset with its per-layer plot;
+    with several nights, a trend of each preset's worst error against its limit.
+    """
+    from presetforge.pipeline import dashboard
+
+    records = dashboard.build(report_dirs, output)
+    bad = sum(r["status"] in ("fail", "error") for r in records)
+    out.print(f"dashboard of {len(records)} presets ({bad} failed or not checked) in {output / 'index.html'}")
+
+
 @main.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
 @_clear_errors

@@ -4,7 +4,7 @@ Night 1 runs as the nightly workflow does: the plan turns `presetforge list --js
 matrix of published presets, one job per preset runs `check --all --family NAME` into its own
 artifact, and the artifacts are merged into the night's report dir. Then one published preset is
 doctored on its hub and another's upstream moves on, and night 2 is one `check --all` (the
-acceptance run).
+acceptance run). The dashboard is built from both nights.
 """
 
 import shutil
@@ -32,8 +32,9 @@ def nights(tmp_path_factory):
         tamper_published(hub, "bert_tiny_en_uncased", root / "tamper")
         head = move_upstream_head(hub, "llama2_7b_en")
         night2 = invoke("check", "--all", "--report-dir", root / "nights" / "2")
+        site = invoke("dashboard", root / "nights" / "1", root / "nights" / "2", "-o", root / "site")
         yield types.SimpleNamespace(
             root=root, hub=hub, catalog=catalog_file, listing=listing, matrix=matrix, jobs=jobs,
             night1=root / "nights" / "1", night2=root / "nights" / "2", night2_run=night2,
-            moved_head=head,
+            moved_head=head, site_run=site, site=root / "site",
         )
