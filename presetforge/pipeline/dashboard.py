@@ -26,6 +26,7 @@ SUMMARY_FILE = "summary.json"
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # a preset's name, safe as a file name
 _LABELS = {"fail": ("\u2716", "FAILED"), "error": ("\u2716", "ERROR"), "drift": ("\u26a0", "DRIFT"), "pass": ("\u2714", "passed")}
 _RANK = {status: rank for rank, status in enumerate(nightly.STATUSES)}
+_COLOURS = {"fail": "#c81e1e", "error": "#c81e1e", "drift": "#d69e2e", "pass": "#2da44e"}
 # The ratio scale of the bars and trends: error / limit from 1e-4 to 1e2, log; the limit (1) at two thirds.
 _LOG_LOW, _LOG_HIGH = -4.0, 2.0
 
@@ -192,6 +193,10 @@ def _ratio_bar(ratio, width=140, height=14):
     )
 
 
+def _ratio_text(ratio):
+    return "\u2014 (not checked)" if ratio is None else f"{ratio:.2g}\u00d7"
+
+
 def _top1(s):
     if s.get("top1_positions") is None:
         return '<span class="muted">no LM head</span>' if s else "\u2014"
@@ -223,19 +228,21 @@ def _trend_svg(history, width=150, height=40):
         points.append((x, y, record, ratio))
     limit_y = pad + (height - 2 * pad) * (1 - _scale(1.0))
     line = " ".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in points if y is not None)
-    dots = "".join(
-        f'<circle cx="{x:.1f}" cy="{y if y is not None else height - pad:.1f}" r="3" '
-        f'fill="{"#c81e1e" if r["status"] in nightly.FAILING else "#d69e2e" if r["status"] == "drift" else "#2da44e"}">'
-        f'<title>{_e(r["date"])}: {_e(r["status"])}'
-        f'{f", worst error {ratio:.2g}× its limit" if ratio is not None else ", not checked"}</title></circle>'
-        for x, y, r, ratio in points
-    )
+    dots = []
+    for x, y, record, ratio in points:
+        colour = _COLOURS[record["status"]]
+        # A night without numbers: a hollow dot on the floor, not a zero error.
+        paint = f'fill="{colour}"' if y is not None else f'fill="none" stroke="{colour}" stroke-width="1.5"'
+        numbers = "not checked" if ratio is None else f"worst error {ratio:.2g}\u00d7 its limit"
+        tip = f"{record['date']}: {record['status']}, {numbers}"
+        dots.append(f'<circle cx="{x:.1f}" cy="{y if y is not None else height - pad:.1f}" r="3" {paint}>'
+                    f"<title>{_e(tip)}</title></circle>")
     return (
         f'<svg class="trend" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="worst error against its limit over {len(history)} nights">'
         f'<line x1="0" x2="{width}" y1="{limit_y:.1f}" y2="{limit_y:.1f}" stroke="#c81e1e" stroke-dasharray="4 3"/>'
         + (f'<polyline points="{line}" fill="none" stroke="#57606a" stroke-width="1.5"/>' if line else "")
-        + dots + "</svg>"
+        + "".join(dots) + "</svg>"
     )
 
 
@@ -251,7 +258,7 @@ def _preset_page(name, history):
     parts.append(f"<h2>Trend ({len(history)} nights)</h2>\n{_trend_svg(history, width=480, height=120)}")
     history_rows = "".join(
         f"<tr><td>{_e(r['date'])}</td><td>{_badge(r['status'])}</td>"
-        f"<td>{_e(format((r.get('summary') or {}).get('worst_ratio', float('nan')), '.2g'))}</td>"
+        f"<td>{_ratio_text((r.get('summary') or {}).get('worst_ratio'))}</td>"
         f"<td>{_e((r.get('versions') or {}).get('transformers'))}</td></tr>"
         for r, _ in reversed(history)
     )

@@ -133,6 +133,24 @@ def test_one_preset_directory_is_a_report_dir_too(nights, tmp_path):
     assert [r["attrs"]["data-preset"] for r in rows(tmp_path / "site")] == ["llama2_7b_en"]
 
 
+def test_a_preset_that_could_not_be_checked_shows_no_numbers_but_its_error(nights, tmp_path):
+    reports = tmp_path / "reports"
+    shutil.copytree(nights.night2, reports)
+    record_file = reports / "gpt2_base_en" / nightly.RECORD_FILE
+    record = json.loads(record_file.read_text())
+    record.update(status="error", summary=None, problem="the Hugging Face hub answered HTTP 503")
+    record_file.write_text(json.dumps(record))
+    assert invoke("dashboard", nights.night1, reports, "-o", tmp_path / "site").exit_code == 0
+    row = next(r for r in rows(tmp_path / "site") if r["attrs"]["data-preset"] == "gpt2_base_en")
+    assert row["attrs"]["class"] == "status-error" and row["cells"]["Status"].strip() == "\u2716 ERROR"
+    assert "answered HTTP 503" in row["cells"]["Preset"]
+    assert row["cells"]["Worst stage / limit"] == "no numbers: not checked"
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert index.count('fill="none" stroke="#c81e1e"') == 1  # tonight's dot hollow: no number, not a zero
+    page = (tmp_path / "site" / "presets" / "gpt2_base_en.html").read_text()
+    assert "\u2014 (not checked)" in page and "nan" not in page
+
+
 @pytest.mark.parametrize(
     "case, message",
     [
