@@ -297,20 +297,36 @@ def _convert_catalog(family, dtype, push, dry_run, workdir, as_json):
 
 
 @main.command("check")
-@click.argument("preset")
+@click.argument("preset", required=False)
 @click.option("--reference", help="Upstream HF checkpoint (directory or hf://); catalog presets default to their pin.")
 @click.option("--write/--no-write", default=True, show_default=True,
               help="Store the report in the preset (local directories only).")
-@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report (with --all: the records) as JSON.")
 @click.option("--name", help="The preset's catalog name, for the model card written with the report.")
+@click.option("--all", "every", is_flag=True, help="Every catalog preset with a pinned publication: the nightly check.")
+@click.option("--family", help="With --all: only this family (or one catalog preset).")
+@click.option("--report-dir", type=click.Path(path_type=Path),
+              help="With --all: where each preset's report goes (a directory per preset)  [default: out/nightly]")
+@click.option("--previous", type=click.Path(path_type=Path),
+              help="With --all: the previous night's report dir, for drift (default: what --report-dir holds).")
 @_check_options
 @_clear_errors
-def check_command(preset, reference, write, as_json, name, check_options):
+def check_command(preset, reference, write, as_json, name, every, family, report_dir, previous, check_options):
     """Check PRESET against its upstream reference, layer by layer.
 
-    PRESET is a preset directory, or a catalog preset or family (the nightly job:
-    `presetforge check gpt2 --json` checks every published gpt2 preset against its pinned upstream).
+    PRESET is a preset directory, or a catalog preset or family (its published presets
+    against their pinned upstream). `presetforge check --all` is the nightly job: every
+    published preset, one report each under --report-dir, drift noticed; exit 1 on any failure.
     """
+    if every:
+        if preset or reference:
+            raise PresetforgeError("check --all takes no PRESET and no --reference; narrow it with --family")
+        _refuse_check_options(check_options, "published presets are checked with the default probes")
+        sys.exit(_check_all(family, report_dir or Path("out/nightly"), previous, as_json))
+    if family or report_dir or previous:
+        raise PresetforgeError("--family, --report-dir and --previous go with --all")
+    if preset is None:
+        raise PresetforgeError("give a PRESET to check, or --all")
     if reference is None and _is_catalog_source(preset):
         _refuse_check_options(check_options, "published presets are checked with the default probes")
         sys.exit(_check_published(preset, as_json))
@@ -338,6 +354,61 @@ def _check_published(family, as_json):
             table.add_row(name, verdict, f"{r.worst_max_abs:.1e}", r.first_failing_stage or "", r.summary()["tokenizer"])
         out.print(table)
     return EXIT_OK if all(r is None or r.passed for r in reports.values()) else EXIT_PARITY_FAILED
+
+
+def _check_all(family, report_dir, previous, as_json):
+    from presetforge.pipeline import nightly
+
+    def progress(index, total, name, step):
+        err.print(Text.assemble((f"[{index}/{total}] {name}", "bold"), f": {step}"), highlight=False)
+
+    records = nightly.check_all(report_dir, family=family, previous_dir=previous, progress=progress)
+    counts = {status: sum(r["status"] == status for r in records) for status in nightly.STATUSES}
+    failed = counts["fail"] + counts["error"]
+    if as_json:
+        summary = {"report_dir": str(report_dir), "counts": counts, "passed": not failed, "presets": records}
+        click.echo(json.dumps(summary, indent=2, sort_keys=True))
+        return EXIT_PARITY_FAILED if failed else EXIT_OK
+    if not records:
+        out.print(f"no published preset to check{f' in {family}' if family else ''}: the catalog pins none")
+        return EXIT_OK
+    table = Table(title="nightly parity of published presets", title_justify="left")
+    for column in ("preset", "status", "worst err / limit", "top-1", "tokenizer", "upstream commit"):
+        table.add_column(column, no_wrap=True)
+    styles = {"fail": "bold red", "error": "bold red", "drift": "bold yellow", "pass": "green"}
+    for r in records:
+        s = r["summary"] or {}
+        ratio = f"{s['worst_ratio']:.2g}x ({s['worst_stage']})" if s else ""
+        top1 = f"{s['top1_agree']}/{s['top1_positions']}" if s.get("top1_positions") is not None else ""
+        table.add_row(r["preset"], Text(r["status"], style=styles[r["status"]]), ratio, top1,
+                      s.get("tokenizer", ""), r["versions"]["upstream"].rpartition("@")[2][:12])
+    out.print(table)
+    for r in records:
+        if r["status"] in nightly.FAILING:
+            out.print(Text.assemble(("FAILED" if r["status"] == "fail" else "ERROR", "bold red"),
+                                    f" {r['preset']}: {r['problem']}"))
+        for notice in r["drift"]:
+            out.print(Text.assemble(("DRIFT", "bold yellow"), f" {r['preset']}: {notice}"))
+    out.print(f"{len(records)} checked: {counts['fail']} failed, {counts['error']} could not be checked, "
+              f"{counts['drift']} drifted, {counts['pass']} passed; reports in {report_dir}")
+    return EXIT_PARITY_FAILED if failed else EXIT_OK
+
+
+@main.command("dashboard")
+@click.argument("report_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The site directory to write.")
+@_clear_errors
+def dashboard_command(report_dirs, output):
+    """Build a static site from the nightly reports in REPORT_DIRS (one per night, any order).
+
+    One row per preset, failed and drifted first; a page per preset with its per-layer plot;
+    with several nights, a trend of each preset's worst error against its limit.
+    """
+    from presetforge.pipeline import dashboard
+
+    records = dashboard.build(report_dirs, output)
+    bad = sum(r["status"] in ("fail", "error") for r in records)
+    out.print(f"dashboard of {len(records)} presets ({bad} failed or not checked) in {output / 'index.html'}")
 
 
 @main.command("list")

@@ -21,6 +21,8 @@ CLI inherits the same setup from ``hub.client_env(...)``):
   ``~/.kaggle`` files cannot leak in.
 """
 
+import contextlib
+
 import pytest
 
 from tests.standin_hub.server import StandinHub
@@ -29,12 +31,19 @@ from tests.standin_hub.server import StandinHub
 @pytest.fixture
 def standin_hub(tmp_path, monkeypatch):
     """A running ``StandinHub`` whose URL the hub clients use for the duration of the test."""
+    with serving(tmp_path / "standin-clients", monkeypatch) as hub:
+        yield hub
+
+
+@contextlib.contextmanager
+def serving(scratch, monkeypatch):
+    """Start a ``StandinHub``, point both clients at it through ``monkeypatch`` (client files under
+    ``scratch``), yield it, stop it: the fixture's body, for fixtures of a wider scope too."""
     import huggingface_hub
     import huggingface_hub.constants
     import kagglehub.config
 
     hub = StandinHub().start()
-    scratch = tmp_path / "standin-clients"
     for name in StandinHub.CLIENT_ENV_UNSET:
         monkeypatch.delenv(name, raising=False)
     for name, value in hub.client_env(scratch).items():
