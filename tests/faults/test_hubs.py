@@ -12,7 +12,8 @@ import pytest
 from presetforge import Backbone, HubError, UnauthorizedError
 from presetforge.errors import GatedError, OfflineError
 from presetforge.preset import MANIFEST_FILE, sha256_file
-from presetforge.registry import catalog, hub, publish
+from presetforge.pipeline import publish
+from presetforge.registry import catalog, hub
 from tests.faults.conftest import assert_one_clear_line, cli
 from tests.faults.table import Fault
 from tests.verified import verified_preset

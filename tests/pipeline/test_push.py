@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from presetforge import Backbone, IntegrityError, preset
 from presetforge.cli import main
-from presetforge.registry import catalog, handles, hub, local, publish, push
+from presetforge.pipeline import publish, push
+from presetforge.registry import catalog, handles, hub, local
 from tests.backbones.tiny import inputs, outputs
 from tests.checkpoints import make_gpt2
 

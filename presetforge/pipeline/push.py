@@ -14,7 +14,8 @@ from pathlib import Path
 from presetforge.checks import parity, report as report_lib
 from presetforge.converters import convert
 from presetforge.errors import PresetforgeError
-from presetforge.registry import catalog, handles, hub, publish
+from presetforge.pipeline import publish
+from presetforge.registry import catalog, handles, hub
 
 
 @dataclasses.dataclass

@@ -14,7 +14,8 @@ from presetforge import Backbone, PresetforgeError, UnauthorizedError
 from presetforge.checks import parity, report as report_lib
 from presetforge.cli import main
 from presetforge.converters import convert
-from presetforge.registry import hub, publish
+from presetforge.pipeline import publish
+from presetforge.registry import hub
 from tests.backbones.tiny import inputs, outputs
 from tests.checkpoints import make_gpt2
 from tests.registry.test_hub import files_of

@@ -1,0 +1,2 @@
+"""Orchestration above the gate: publishing verified presets, ``convert FAMILY --push``, the nightly
+check of published presets. The top of the package map: it may use every layer below it."""
