@@ -14,7 +14,7 @@ from pathlib import Path
 
 from presetforge import preset
 from presetforge.errors import HandleError, HubError, IntegrityError
-from presetforge.registry import catalog, hub, local
+from presetforge.registry import catalog, hub, kaggle, local
 
 _NAME = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
 _HF_HINT = "hf://org/repo[@revision]"
@@ -160,7 +160,7 @@ def _parse_kaggle(handle):
     if problem:
         raise HandleError(f"malformed Kaggle handle {ascii(handle)}: {problem}; expected {_KAGGLE_HINT}")
     owner, model, framework, variation = parts[:4]
-    hub.check_kaggle_framework(owner, model, framework, variation)
+    kaggle.check_framework(owner, model, framework, variation)
     return KaggleHandle(owner, model, framework, variation, int(parts[4]) if len(parts) == 5 else None)
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from presetforge import Backbone, Tokenizer
 from presetforge.converters import convert, on_load
-from presetforge.registry import hub
+from presetforge.registry import hf
 from tests.backbones.tiny import inputs, outputs
 from tests.checkpoints import make_bert, make_causal_lm
 
@@ -25,7 +25,7 @@ def test_local_checkpoint_converts_on_load_once(tmp_path):
 
 def test_checkpoint_on_the_hub_converts_on_load(standin_hub, tmp_path):
     source = make_bert(tmp_path / "hf", seed=5)
-    commit = hub.upload_hf(source, "upstream/tiny-bert", "a raw checkpoint")
+    commit = hf.upload(source, "upstream/tiny-bert", "a raw checkpoint")
     convert(source, tmp_path / "explicit")
     x = inputs("bert")
     loaded = Backbone.from_preset(f"hf://upstream/tiny-bert@{commit}")
@@ -40,7 +40,7 @@ def test_convert_cli_takes_an_hf_handle_and_records_its_commit(standin_hub, tmp_
     from presetforge.cli import main
 
     source = make_bert(tmp_path / "hf", seed=6, tokenizer=True)
-    commit = hub.upload_hf(source, "upstream/tiny-bert", "a raw checkpoint")
+    commit = hf.upload(source, "upstream/tiny-bert", "a raw checkpoint")
     result = CliRunner().invoke(main, ["convert", "hf://upstream/tiny-bert", "-o", str(tmp_path / "preset")])
     assert result.exit_code == 0, result.output
     provenance = preset.read_json(tmp_path / "preset", "metadata.json")["source"]
@@ -67,7 +67,7 @@ _DECODER = dict(vocab_size=64, hidden_size=16, intermediate_size=24, num_hidden_
 @pytest.mark.parametrize("model_type", FAMILY_CONFIGS)
 def test_every_decoder_family_converts_on_load_from_the_hub(standin_hub, tmp_path, model_type):
     source = make_causal_lm(tmp_path / "hf", model_type, **{**_DECODER, **FAMILY_CONFIGS[model_type]})
-    commit = hub.upload_hf(source, f"upstream/tiny-{model_type.replace('_', '-')}", "a raw checkpoint")
+    commit = hf.upload(source, f"upstream/tiny-{model_type.replace('_', '-')}", "a raw checkpoint")
     convert(source, tmp_path / "explicit")
     x = {k: v for k, v in inputs("gpt2", vocabulary_size=64).items()}
     loaded = Backbone.from_preset(f"hf://upstream/tiny-{model_type.replace('_', '-')}@{commit}")
