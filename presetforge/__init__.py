@@ -46,18 +46,32 @@ _BACKBONES = (
 
 def __getattr__(name):
     """The backbones and the tokenizer, imported on first use: ``import presetforge`` (and so the
-    ``presetforge`` command's help, ``list`` and ``publish``) does not import Keras or torch."""
-    import importlib
+    ``presetforge`` command's help, ``list`` and ``publish``) does not import Keras or torch.
 
+    This module is the package's public API, the one layer above both the classes and the
+    converters, so it is where they are put together: the classes it hands out convert a raw
+    Hugging Face checkpoint on load (``Backbone.from_preset("hf://org/repo")``), as keras-hub's do.
+    """
     if name in _BACKBONES:
-        value = getattr(importlib.import_module("presetforge.backbones"), name)
-        importlib.import_module("presetforge.converters")  # lets from_preset convert raw HF checkpoints
+        import presetforge.backbones as module
+
+        base = module.Backbone
     elif name == "Tokenizer":
-        value = importlib.import_module("presetforge.tokenizers").Tokenizer
+        import presetforge.tokenizers as module
+
+        base = module.Tokenizer
     else:
         raise AttributeError(f"module 'presetforge' has no attribute {name!r}")
-    globals()[name] = value
+    base.convert_checkpoint = staticmethod(_convert_on_load)  # the family classes inherit it
+    value = globals()[name] = getattr(module, name)
     return value
+
+
+def _convert_on_load(checkpoint_dir):
+    """The converters' cached convert-on-load, imported when a raw checkpoint is first met."""
+    from presetforge.converters.on_load import convert_on_load
+
+    return convert_on_load(checkpoint_dir)
 
 
 __all__ = [

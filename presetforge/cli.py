@@ -262,7 +262,8 @@ def convert_command(source, output, dtype, check, as_json, name, push, dry_run, 
 
 
 def _convert_catalog(family, dtype, push, dry_run, workdir, as_json):
-    from presetforge.registry import catalog, push as push_lib
+    from presetforge.pipeline import push as push_lib
+    from presetforge.registry import catalog
 
     names = push_lib.names_for(family)
     if push and not dry_run:
@@ -337,7 +338,7 @@ def check_command(preset, reference, write, as_json, name, every, family, report
 
 
 def _check_published(family, as_json):
-    from presetforge.registry import push as push_lib
+    from presetforge.pipeline import push as push_lib
 
     reports = {name: push_lib.check_published(name) for name in push_lib.names_for(family)}
     if as_json:
@@ -446,7 +447,7 @@ def list_command(as_json):
 @_clear_errors
 def publish_command(preset, targets, name, license_id, dry_run, record):
     """Publish a verified PRESET to every --to target; unverified presets are refused."""
-    from presetforge.registry import publish
+    from presetforge.pipeline import publish
 
     outcomes = publish.publish(preset, targets, name=name, license_id=license_id, dry_run=dry_run, record=record)
     for o in outcomes:
@@ -470,7 +471,8 @@ def demo_command(workdir):
     only the pinned manifest, and this local copy only if it is that very preset."""
     from presetforge import demo
     from presetforge.backbones import Backbone
-    from presetforge.registry import local, publish
+    from presetforge.pipeline import publish
+    from presetforge.registry import local
     from presetforge.tokenizers import Tokenizer
 
     source = demo.minilm_dir()

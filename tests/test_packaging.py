@@ -130,7 +130,7 @@ LIGHT_COMMANDS = textwrap.dedent(
     from presetforge.cli import main
     for args in (["--help"], ["list"], ["list", "--json"], ["publish", "--help"], ["check", "--help"]):
         assert CliRunner().invoke(main, args).exit_code == 0, args
-    import presetforge.registry.publish
+    import presetforge.pipeline.publish
     print(sorted({m.split(".")[0] for m in sys.modules} & {"keras", "torch", "jax", "transformers", "h5py"}))
     """
 )

@@ -52,6 +52,10 @@ class Backbone(keras.Model):
     """
 
     language_model = False
+    # ``checkpoint_dir -> preset_dir``: how ``from_preset`` turns a raw Hugging Face checkpoint into a
+    # preset. Conversion is a layer above the backbones, so it is set from there: ``presetforge``'s
+    # public API (``presetforge.Backbone`` and the family classes) sets it on first use.
+    convert_checkpoint = None
 
     def __init__(self, *args, dtype=None, trainable=True, **kwargs):
         super().__init__(*args, dtype=dtype, **kwargs)
@@ -134,7 +138,7 @@ class Backbone(keras.Model):
         On ``Backbone`` this returns whatever subclass the preset holds; on a
         subclass, a preset of another architecture is an error.
         """
-        root = handles.resolve(preset_handle)
+        root = handles.resolve(preset_handle, cls.convert_checkpoint)
         # Small files are verified at once; the weights hash in the background
         # while the model is built, and must match before a byte of them is read.
         # Everything is read through the verification, so only verified bytes are.

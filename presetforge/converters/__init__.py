@@ -13,10 +13,6 @@ from presetforge.converters.convert import DTYPES, ConversionResult, convert
 from presetforge.converters import (  # noqa: F401  isort: skip
     bert, distil_bert, gemma, gemma2, gemma3, gpt2, llama, mistral, phi3, qwen2, qwen3, roberta, xlm_roberta,
 )
-from presetforge.converters.on_load import convert_on_load  # noqa: E402
-from presetforge.registry import handles  # noqa: E402
-
-handles.register_checkpoint_converter(convert_on_load)
 
 __all__ = [
     "DTYPES",

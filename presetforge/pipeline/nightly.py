@@ -26,7 +26,8 @@ from presetforge import preset
 from presetforge.checks import parity, report as report_lib
 from presetforge.errors import IntegrityError, PresetforgeError
 from presetforge.pipeline import staged
-from presetforge.registry import catalog, handles, hub, push
+from presetforge.pipeline import push
+from presetforge.registry import catalog, handles, hf, hub
 from presetforge.version import __version__
 
 RECORD_FILE = "nightly.json"
@@ -82,7 +83,7 @@ def check_one(name, report_dir, previous_dir=None, progress=None, now=None):
         commit = upstream_dir.name  # the snapshot's commit
         record["versions"]["upstream"] = f"{upstream.repo_id}@{commit}"
         say("asking upstream for its head")
-        head = hub.hf_head(upstream.repo_id)
+        head = hf.head(upstream.repo_id)
         record["versions"]["upstream_head"] = head
         say("checking weights, stages, logits and tokenizer")
         report = parity.check(preset_dir, upstream_dir)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from presetforge import preset
 from presetforge.errors import HandleError, HubError, IntegrityError
-from presetforge.registry import catalog, hub, local
+from presetforge.registry import catalog, hub, kaggle, local
 
 _NAME = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
 _HF_HINT = "hf://org/repo[@revision]"
@@ -160,7 +160,7 @@ def _parse_kaggle(handle):
     if problem:
         raise HandleError(f"malformed Kaggle handle {ascii(handle)}: {problem}; expected {_KAGGLE_HINT}")
     owner, model, framework, variation = parts[:4]
-    hub.check_kaggle_framework(owner, model, framework, variation)
+    kaggle.check_framework(owner, model, framework, variation)
     return KaggleHandle(owner, model, framework, variation, int(parts[4]) if len(parts) == 5 else None)
 
 
@@ -275,19 +275,6 @@ def _published_locally(name, entry, root, coords):
     return held
 
 
-_checkpoint_converter = None
-
-
-def register_checkpoint_converter(convert_on_load):
-    """Let the converters (a layer above this one) turn raw HF checkpoints into presets on load.
-
-    ``convert_on_load(checkpoint_dir) -> preset_dir``; ``presetforge.converters`` registers
-    itself when imported, which ``import presetforge`` does.
-    """
-    global _checkpoint_converter
-    _checkpoint_converter = convert_on_load
-
-
 def is_hf_checkpoint(path):
     """A Hugging Face model directory rather than a preset: ``config.json`` with a ``model_type``
     and no manifest."""
@@ -300,15 +287,23 @@ def is_hf_checkpoint(path):
         return False
 
 
-def resolve(handle):
-    """The local preset directory ``handle`` names: downloaded if need be, and converted
-    (unchecked, cached) when it is a raw HF checkpoint, as keras-hub does."""
+def resolve(handle, convert_checkpoint=None):
+    """The local preset directory ``handle`` names, downloaded if need be.
+
+    A raw HF checkpoint (local or on the hub) becomes a preset through ``convert_checkpoint``
+    (``checkpoint_dir -> preset_dir``), as keras-hub converts on load. Conversion is two layers
+    up (``converters``), so it is passed down by the caller that has it, never imported here;
+    without it a raw checkpoint is refused, naming the ways to load it.
+    """
     path = _locate(handle)
-    if is_hf_checkpoint(path):
-        if _checkpoint_converter is None:
-            raise HandleError(f"{handle} is a Hugging Face checkpoint; `import presetforge.converters` to load it")
-        return _checkpoint_converter(path)
-    return path
+    if not is_hf_checkpoint(path):
+        return path
+    if convert_checkpoint is None:
+        raise HandleError(
+            f"{handle} is a Hugging Face checkpoint, not a preset: load it with presetforge.Backbone or "
+            "presetforge.Tokenizer (which convert it on load), or convert it with `presetforge convert`"
+        )
+    return convert_checkpoint(path)
 
 
 def _locate(handle):

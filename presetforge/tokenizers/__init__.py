@@ -56,6 +56,10 @@ class Tokenizer:
     except that ``pad`` uses it to find the padding id.
     """
 
+    # ``checkpoint_dir -> preset_dir`` for a raw Hugging Face checkpoint given to ``from_preset``; set
+    # from the layer that has the converters (``presetforge.Tokenizer`` sets it on first use).
+    convert_checkpoint = None
+
     def __init__(self, tokenizer, special_tokens=None):
         if isinstance(tokenizer, tokenizers.Tokenizer):
             self._json = tokenizer.to_str()
@@ -99,7 +103,7 @@ class Tokenizer:
     @classmethod
     def from_preset(cls, preset_handle):
         """The tokenizer saved in a preset (a handle, as for ``Backbone.from_preset``)."""
-        root = handles.resolve(preset_handle)
+        root = handles.resolve(preset_handle, cls.convert_checkpoint)
         preset.verify(root)
         if not (Path(root) / preset.TOKENIZER_CONFIG_FILE).is_file():
             raise PresetError(f"{root} holds no tokenizer ({preset.TOKENIZER_CONFIG_FILE} is missing)")

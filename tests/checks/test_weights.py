@@ -14,7 +14,7 @@ from presetforge.checks import report as report_lib
 from presetforge.checks.weights import check_weights
 from presetforge.cli import main
 from presetforge.converters import convert, plan
-from presetforge.registry import publish
+from presetforge.pipeline import publish
 from tests.checkpoints import make_bert, make_gpt2
 from tests.verified import verified_preset
 

@@ -12,7 +12,8 @@ import pytest
 from presetforge import Backbone, HubError, UnauthorizedError
 from presetforge.errors import GatedError, OfflineError
 from presetforge.preset import MANIFEST_FILE, sha256_file
-from presetforge.registry import catalog, hub, publish
+from presetforge.pipeline import publish
+from presetforge.registry import catalog, hf, kaggle, transfers
 from tests.faults.conftest import assert_one_clear_line, cli
 from tests.faults.table import Fault
 from tests.verified import verified_preset
@@ -114,7 +115,7 @@ def sleeps(monkeypatch):
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     recorded = []
-    monkeypatch.setattr(hub, "time", types.SimpleNamespace(sleep=recorded.append))
+    monkeypatch.setattr(transfers, "time", types.SimpleNamespace(sleep=recorded.append))
     skip = types.SimpleNamespace(sleep=lambda seconds: None)
     for module in (huggingface_hub.utils._http, huggingface_hub.file_download, kagglehub.gcs_upload):
         monkeypatch.setattr(module, "time", skip)
@@ -183,7 +184,7 @@ def _loads_as_published(handle, preset):
     """``handle`` loads, and what was downloaded is byte for byte the published preset."""
     Backbone.from_preset(handle)
     parsed = handle.split("://", 1)[1]
-    path = hub.download_hf(parsed) if handle.startswith("hf://") else hub.download_kaggle(*parsed.split("/"))
+    path = hf.download(parsed) if handle.startswith("hf://") else kaggle.download(*parsed.split("/"))
     assert _files(path) == _files(preset)
 
 
@@ -191,7 +192,7 @@ def _nothing_complete_in_hf_cache(monkeypatch, repo):
     """The client's cache answers nothing for ``repo`` as complete, and we made no regular-file copy of it."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OfflineError, match=r"is (only partly in|not in) the local cache"):
-        hub.download_hf(repo)
+        hf.download(repo)
     monkeypatch.delenv("HF_HUB_OFFLINE")
     ours = Path(os.environ["HF_HUB_CACHE"] + "-presetforge") / f"models--{repo.replace('/', '--')}"
     assert not ours.exists() or not any(ours.iterdir())
@@ -213,7 +214,7 @@ def test_hf_5xx(served, sleeps, verified, tmp_path, monkeypatch):
     served.faults.fail("hf.info", times=3, status=500)
     _raises(HubError, fault, lambda: Backbone.from_preset(_hf()))
     assert [r[2] for r in served.requests_to(f"/api/models/{HF_REPO}/revision/main")] == [500, 500, 500]
-    assert sleeps == [hub.RETRY_BACKOFF_S, 2 * hub.RETRY_BACKOFF_S]
+    assert sleeps == [transfers.RETRY_BACKOFF_S, 2 * transfers.RETRY_BACKOFF_S]
     _nothing_complete_in_hf_cache(monkeypatch, HF_REPO)
 
     served.faults.fail("hf.info", times=3, status=500)
@@ -231,7 +232,7 @@ def test_kaggle_5xx(served, sleeps, verified):
     message = _raises(HubError, fault, lambda: Backbone.from_preset(_kaggle()))
     assert message.endswith("(gave up after 3 tries)")
     assert [r[2] for r in served.requests_to("/GetModelInstance")] == [500, 500, 500]
-    assert sleeps == [hub.RETRY_BACKOFF_S, 2 * hub.RETRY_BACKOFF_S]
+    assert sleeps == [transfers.RETRY_BACKOFF_S, 2 * transfers.RETRY_BACKOFF_S]
     assert not _kaggle_version_complete("base")
 
     served.faults.fail("kaggle.GetModelInstance", times=3, status=500)
@@ -245,7 +246,7 @@ def test_hf_5xx_clears(served, sleeps, verified):
     _loads_as_published(_hf(), verified[1])
     assert [r[2] for r in served.requests_to(f"/api/models/{HF_REPO}/revision/main")][:2] == [503, 200]
     assert 503 in [r[2] for r in served.requests_to(f"/{HF_REPO}/resolve/", "GET")]
-    assert sleeps == [hub.RETRY_BACKOFF_S, 2 * hub.RETRY_BACKOFF_S]  # one download: two failures, two retries
+    assert sleeps == [transfers.RETRY_BACKOFF_S, 2 * transfers.RETRY_BACKOFF_S]  # one download: two failures, two retries
 
 
 def test_kaggle_5xx_clears(served, sleeps, verified):
@@ -254,7 +255,7 @@ def test_kaggle_5xx_clears(served, sleeps, verified):
     _loads_as_published(_kaggle(), verified[1])
     assert [r[2] for r in served.requests_to("/GetModelInstance")][:2] == [503, 200]
     assert 503 in [r[2] for r in served.requests_to("/_standin/kaggle/files/")]
-    assert sleeps == [hub.RETRY_BACKOFF_S, 2 * hub.RETRY_BACKOFF_S]
+    assert sleeps == [transfers.RETRY_BACKOFF_S, 2 * transfers.RETRY_BACKOFF_S]
 
 
 def test_hf_timeout(served, sleeps, verified, monkeypatch):
@@ -264,7 +265,7 @@ def test_hf_timeout(served, sleeps, verified, monkeypatch):
     served.faults.delay("hf.info", times=3, seconds=1.5)  # answered after 1.5 s, had the client waited
     message = _raises(HubError, fault, lambda: Backbone.from_preset(_hf()))
     assert message.endswith("(gave up after 3 tries)")
-    assert len(_requests(served, info, 3)) == 3 and sleeps == [hub.RETRY_BACKOFF_S, 2 * hub.RETRY_BACKOFF_S]
+    assert len(_requests(served, info, 3)) == 3 and sleeps == [transfers.RETRY_BACKOFF_S, 2 * transfers.RETRY_BACKOFF_S]
 
     served.faults.delay("hf.info", times=1, seconds=1.5)
     _loads_as_published(_hf(), verified[1])
@@ -341,7 +342,7 @@ def test_hf_download_short(served, sleeps, verified, monkeypatch):
     fault, preset = CASE["hf-download-short"], verified[1]
     served.faults.short("hf.file", after_bytes=1000, path=WEIGHTS)
     _loads_as_published(_hf(), preset)
-    assert sleeps == [hub.RETRY_BACKOFF_S]  # the short weights were caught and fetched again
+    assert sleeps == [transfers.RETRY_BACKOFF_S]  # the short weights were caught and fetched again
 
     served.faults.short("hf.file", times=1000, after_bytes=1000)
     message = _raises(HubError, fault, lambda: Backbone.from_preset(_hf(HF_REPO + "-2")))
@@ -368,7 +369,7 @@ def test_kaggle_download_short(served, sleeps, verified):
     fault, preset = CASE["kaggle-download-short"], verified[1]
     served.faults.short("kaggle.file", after_bytes=1000, path=WEIGHTS)
     _loads_as_published(_kaggle(), preset)
-    assert sleeps == [hub.RETRY_BACKOFF_S]
+    assert sleeps == [transfers.RETRY_BACKOFF_S]
 
     served.faults.short("kaggle.file", times=1000, after_bytes=1000)
     message = _raises(HubError, fault, lambda: Backbone.from_preset(_kaggle("base-2")))
@@ -395,7 +396,7 @@ def test_publish_second_target_fails(standin_hub, sleeps, verified, tmp_path, mo
     recorded = catalog.entry("gpt2_base_en")["published"]
     assert [r["handle"] for r in recorded] == [f"{kaggle_target}/1"]
     assert recorded[0]["manifest_sha256"] == sha256_file(preset / MANIFEST_FILE)
-    assert len(standin_hub.requests_to("/commit/")) == 3 and hub.hf_manifest_sha(HF_REPO) is None
+    assert len(standin_hub.requests_to("/commit/")) == 3 and hf.manifest_sha(HF_REPO) is None
 
     outcomes = publish.publish(preset, [kaggle_target, hf_target], name="gpt2_base_en", record=True)
     assert [o.status for o in outcomes] == ["up to date", "published"]

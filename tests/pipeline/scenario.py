@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from presetforge import preset
 from presetforge.cli import main
-from presetforge.registry import catalog, hub, push
+from presetforge.pipeline import push
+from presetforge.registry import catalog, hf
 from tests.checkpoints import make_bert, make_causal_lm, make_gpt2, write_sentencepiece_bpe_tokenizer
 
 PUBLISHED = ("gpt2_base_en", "bert_tiny_en_uncased", "llama2_7b_en")
@@ -48,7 +49,7 @@ def publish_trio(tmp_path, monkeypatch):
     for seed, name in enumerate(PUBLISHED):
         entry = data["presets"][name]
         upstream = UPSTREAMS[name](tmp_path / "upstream" / name, seed)
-        entry["source"]["revision"] = hub.upload_hf(upstream, entry["source"]["handle"][len("hf://"):], "upstream")
+        entry["source"]["revision"] = hf.upload(upstream, entry["source"]["handle"][len("hf://"):], "upstream")
         entry["targets"] = [f"hf://standin/{name}"]
     path = tmp_path / "catalog.json"
     path.write_text(json.dumps(data))

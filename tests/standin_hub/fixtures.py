@@ -4,7 +4,7 @@ How each client is redirected (all through the environment, so a subprocess such
 CLI inherits the same setup from ``hub.client_env(...)``):
 
 - huggingface_hub: ``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HUB_CACHE``. The library copies these into
-  ``huggingface_hub.constants`` at import, but ``presetforge.registry.hub`` reads them at call time
+  ``huggingface_hub.constants`` at import, but ``presetforge.registry.hf`` reads them at call time
   and passes ``endpoint=``/``cache_dir=`` explicitly, and the token is re-read from ``HF_TOKEN`` on
   every call, so re-pointing in-process needs no patching for the calls presetforge makes. Two
   import-time constants are still patched to what the environment says: the token *file* path (so a

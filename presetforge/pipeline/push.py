@@ -14,7 +14,8 @@ from pathlib import Path
 from presetforge.checks import parity, report as report_lib
 from presetforge.converters import convert
 from presetforge.errors import PresetforgeError
-from presetforge.registry import catalog, handles, hub, publish
+from presetforge.pipeline import publish
+from presetforge.registry import catalog, handles, hf, hub
 
 
 @dataclasses.dataclass
@@ -55,7 +56,7 @@ def pinned_upstream(name):
     upstream = handles.parse(upstream_handle(name))
     if upstream.revision and _COMMIT.fullmatch(upstream.revision):
         return upstream
-    return handles.HFHandle(upstream.repo_id, hub.hf_head(upstream.repo_id, upstream.revision))
+    return handles.HFHandle(upstream.repo_id, hf.head(upstream.repo_id, upstream.revision))
 
 
 def push_one(name, workdir, dtype="float32", push=True, dry_run=False, progress=None):

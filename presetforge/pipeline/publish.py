@@ -14,7 +14,7 @@ from pathlib import Path
 from presetforge import preset
 from presetforge.checks import model_card, report as report_lib
 from presetforge.errors import HubError, PresetforgeError, UnauthorizedError
-from presetforge.registry import catalog, handles, hub, local
+from presetforge.registry import catalog, handles, hf, hub, kaggle, local
 
 
 class PublishError(PresetforgeError):
@@ -63,20 +63,20 @@ def prepare(preset_dir):
 
 def _publish_one(preset_dir, target, parsed, name, license_id, identity, dry_run):
     if isinstance(parsed, handles.HFHandle):
-        if hub.hf_manifest_sha(parsed.repo_id) == identity:
-            return Outcome(target, "up to date", f"{target}@{hub.hf_head(parsed.repo_id)}")
+        if hf.manifest_sha(parsed.repo_id) == identity:
+            return Outcome(target, "up to date", f"{target}@{hf.head(parsed.repo_id)}")
         if dry_run:
             return Outcome(target, "would publish")
-        commit = hub.upload_hf(preset_dir, parsed.repo_id, f"presetforge: publish {name} ({identity[:12]})")
+        commit = hf.upload(preset_dir, parsed.repo_id, f"presetforge: publish {name} ({identity[:12]})")
         return Outcome(target, "published", f"{target}@{commit}")
     if isinstance(parsed, handles.KaggleHandle):
         coords = (parsed.owner, parsed.model, parsed.framework, parsed.variation)
-        if hub.kaggle_manifest_sha(*coords) == identity:
-            return Outcome(target, "up to date", f"{target}/{hub.kaggle_latest_version(*coords)}")
+        if kaggle.manifest_sha(*coords) == identity:
+            return Outcome(target, "up to date", f"{target}/{kaggle.latest_version(*coords)}")
         if dry_run:
             return Outcome(target, "would publish")
         notes = model_card.version_notes(report_lib.load(preset_dir), preset.read_json(preset_dir, preset.METADATA_FILE))
-        version = hub.upload_kaggle(preset_dir, *coords, license=license_id, version_notes=notes)
+        version = kaggle.upload(preset_dir, *coords, license=license_id, version_notes=notes)
         return Outcome(target, "published", f"{target}/{version}")
     coords = _local_coordinates(name)
     newest = local.latest(parsed.path, *coords)

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from presetforge import Backbone, IntegrityError, preset
 from presetforge.cli import main
-from presetforge.registry import catalog, handles, hub, local, publish, push
+from presetforge.pipeline import publish, push
+from presetforge.registry import catalog, handles, hf, hub, local
 from tests.backbones.tiny import inputs, outputs
 from tests.checkpoints import make_gpt2
 
@@ -21,7 +22,7 @@ def gpt2_catalog(standin_hub, tmp_path, monkeypatch):
     for seed, name in enumerate(n for n, e in data["presets"].items() if e["family"] == "gpt2"):
         entry = data["presets"][name]
         upstream = make_gpt2(tmp_path / "upstream" / name, tokenizer=True, seed=seed)
-        entry["source"]["revision"] = hub.upload_hf(upstream, entry["source"]["handle"][len("hf://"):], "upstream")
+        entry["source"]["revision"] = hf.upload(upstream, entry["source"]["handle"][len("hf://"):], "upstream")
         entry["targets"] = [f"hf://standin/{name}", f"kaggle://standin/gpt2/keras/{name}"]
     path = tmp_path / "catalog.json"
     path.write_text(json.dumps(data))

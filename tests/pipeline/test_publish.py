@@ -14,7 +14,8 @@ from presetforge import Backbone, PresetforgeError, UnauthorizedError
 from presetforge.checks import parity, report as report_lib
 from presetforge.cli import main
 from presetforge.converters import convert
-from presetforge.registry import hub, publish
+from presetforge.pipeline import publish
+from presetforge.registry import transfers
 from tests.backbones.tiny import inputs, outputs
 from tests.checkpoints import make_gpt2
 from tests.registry.test_hub import files_of
@@ -143,7 +144,7 @@ def test_dropped_blob_upload_is_a_clear_failure(standin_hub, verified, monkeypat
     import kagglehub.gcs_upload
 
     monkeypatch.setattr(kagglehub.gcs_upload.time, "sleep", lambda s: None)
-    monkeypatch.setattr(hub, "RETRY_BACKOFF_S", 0.0)
+    monkeypatch.setattr(transfers, "RETRY_BACKOFF_S", 0.0)
     standin_hub.faults.drop("kaggle.blob_upload", times=100, after_bytes=10)
     (outcome,) = publish.publish(verified, [KAGGLE_TARGET])
     assert outcome.status == "failed" and outcome.handle is None
