@@ -57,6 +57,11 @@ class ReversibleEmbedding(keras.layers.Embedding):
             spec[None] = [*spec[None], "reverse_embeddings"]
         return spec
 
+    @property
+    def head_weights(self):
+        """The variables the reverse direction (the LM head) reads: the embeddings when tied."""
+        return [self.embeddings if self.tie_weights else self.reverse_embeddings]
+
     def call(self, inputs, reverse=False):
         if not reverse:
             return super().call(inputs)
