@@ -4,8 +4,8 @@ A preset is immutable once written. Writers fill a staging directory beside the
 target, flush it to the disk and swap it into place in one step, so neither a
 reader nor a crash ever finds half a preset (``writing``), and ``manifest.json``
 (sha256 and size of every other file) lets a reader prove that what it loads
-is exactly what was written (``Verification``, which also hands out the bytes
-it checked).
+is exactly what was written (``Verification``, which also hands out, or maps,
+the bytes it checked).
 """
 
 import concurrent.futures
@@ -344,6 +344,24 @@ class Verification:
         f = os.fdopen(os.dup(self._fds[name]), "rb", buffering=0)
         f.seek(0)
         return f
+
+    def map(self, name):
+        """A private, copy-on-write memory map of the verified file ``name``; waits for its hash.
+
+        Nothing is read until a page is touched, and a page written is copied
+        first, so writes never reach the file. It maps the descriptor opened and
+        hashed here, so renaming or replacing the preset on disk changes nothing
+        in it. What remains: a page not yet written is the file's page in the
+        system's cache, so a process writing this very file in place (``cp``
+        over it, not a rename) would change what the mapping holds, or, if it
+        shortened the file, fault on access (SIGBUS). Presets are immutable and
+        presetforge never writes one in place.
+        """
+        if name not in self._fds:
+            raise PresetError(f"{self.root / name} is missing")
+        if name in self._pending:
+            self.result()
+        return mmap.mmap(self._fds[name], 0, access=mmap.ACCESS_COPY)
 
     def read_bytes(self, name):
         """The verified bytes of the file ``name``."""

@@ -232,3 +232,40 @@ def test_large_file_is_handed_out_only_once_its_hash_matched(tmp_path):
             verification.open("model.weights.h5")
     finally:
         verification.close()
+
+
+def test_large_file_is_mapped_only_once_its_hash_matched(tmp_path):
+    path = _big_preset(tmp_path)
+    weights = path / "model.weights.h5"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    verification = preset_lib.Verification(path)
+    try:
+        with pytest.raises(IntegrityError, match="'model.weights.h5': sha256 does not match"):
+            verification.map("model.weights.h5")
+    finally:
+        verification.close()
+
+
+def test_a_mapped_file_is_the_one_verified_even_if_replaced_meanwhile(tmp_path):
+    path = _big_preset(tmp_path)
+    make("gpt2", vocabulary_size=20_000, hidden_dim=8).save_to_preset(tmp_path / "other")
+    verified = (path / "model.weights.h5").read_bytes()
+    with preset_lib.Verification(path) as verification:
+        _replace_every_file(tmp_path / "other", path)  # while the weights may still be hashing
+        mapped = verification.map("model.weights.h5")
+    assert mapped[:] == verified != (path / "model.weights.h5").read_bytes()
+
+
+def test_writes_to_a_mapped_file_stay_private(tmp_path):
+    path = _big_preset(tmp_path)
+    original = (path / "model.weights.h5").read_bytes()
+    with preset_lib.Verification(path) as verification:
+        mapped = verification.map("model.weights.h5")
+        mapped[: 1 << 20] = bytes(1 << 20)
+        mapped[-1:] = b"x"
+        assert mapped[: 1 << 20] == bytes(1 << 20) and mapped[-1:] == b"x"
+        assert verification.map("model.weights.h5")[:] == original  # another map of the same descriptor
+    assert (path / "model.weights.h5").read_bytes() == original
+    preset_lib.verify(path)
