@@ -281,6 +281,7 @@ class Verification:
         self._small = {}
         self._pool = None
         self._pending = {}
+        self._largest_first = []
         self._outcome = None
         self._dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY) if _DIR_FD else None
         try:
@@ -331,12 +332,13 @@ class Verification:
                 if hashlib.sha256(data).hexdigest() != entry["sha256"]:
                     raise IntegrityError(name, "sha256 does not match the manifest")
                 self._small[name] = data
-        self._pool = _hash_pool(len(large)) if large else None
-        # Largest first: with more files than cores, the longest hash starts at once and bounds the wait
+        # One core is left to the caller, which builds the model meanwhile and, once it waits,
+        # hashes the files no thread has started (``result``).
+        self._pool = _hash_pool(min(len(large), _usable_cores() - 1)) if large else None
+        # Largest first: the longest hash starts at once and bounds the wait
         # (one file's sha256 is sequential, so the largest file's hash is the floor).
-        futures = {}
-        for name in sorted(large, key=lambda name: -self._expected[name]["size"]):
-            futures[name] = self._pool.submit(_sha256_fd, self._fds[name])
+        self._largest_first = sorted(large, key=lambda name: -self._expected[name]["size"])
+        futures = {name: self._pool.submit(_sha256_fd, self._fds[name]) for name in self._largest_first}
         self._pending = {name: futures[name] for name in large}  # manifest order: the first mismatch is named
 
     @property
@@ -350,11 +352,20 @@ class Verification:
         return list(self._expected)
 
     def result(self):
-        """Wait for the background hashes; the preset's identity, or ``IntegrityError``."""
+        """Wait for the background hashes; the preset's identity, or ``IntegrityError``.
+
+        The files no thread has started yet are hashed here, largest first,
+        rather than waited for: the waiting thread's core works too.
+        """
         if self._outcome is None:
             try:
+                here = {}
+                for name in self._largest_first:
+                    if self._pending[name].cancel():  # not started: no thread will start it now
+                        here[name] = _sha256_fd(self._fds[name])
                 for name, future in self._pending.items():
-                    if future.result() != self._expected[name]["sha256"]:
+                    digest = here[name] if name in here else future.result()
+                    if digest != self._expected[name]["sha256"]:
                         raise IntegrityError(name, "sha256 does not match the manifest")
                 self._outcome = self.identity
             except IntegrityError as e:

@@ -287,8 +287,10 @@ def test_writes_to_a_mapped_file_stay_private(tmp_path):
     preset_lib.verify(path)
 
 
-def test_large_files_hash_largest_first_and_the_first_mismatch_in_manifest_order_is_named(tmp_path, monkeypatch):
-    sizes = {"a.bin": 2 << 20, "b.bin": 5 << 20, "c.bin": 3 << 20}
+def test_the_pool_hashes_the_largest_file_first_and_the_waiting_thread_the_rest(tmp_path, monkeypatch):
+    import threading
+
+    sizes = {"a.bin": 2 << 20, "b.bin": 5 << 20, "c.bin": 3 << 20}  # manifest order a, b, c
     with preset_lib.writing(tmp_path / "p") as stage:
         for name, size in sizes.items():
             stage.file(name).write_bytes(os.urandom(size))
@@ -297,10 +299,26 @@ def test_large_files_hash_largest_first_and_the_first_mismatch_in_manifest_order
         data = bytearray(path.read_bytes())
         data[7] ^= 0x01
         path.write_bytes(bytes(data))
-    hashed = []
+    hashed, started, rest_hashed = [], threading.Event(), threading.Event()
     sha256_fd = preset_lib._sha256_fd
-    monkeypatch.setattr(preset_lib, "_usable_cores", lambda: 1)  # one hashing thread: files go in submission order
-    monkeypatch.setattr(preset_lib, "_sha256_fd", lambda fd: hashed.append(os.fstat(fd).st_size) or sha256_fd(fd))
-    with pytest.raises(IntegrityError, match="'a.bin'"):
-        preset_lib.verify(tmp_path / "p")
-    assert hashed == sorted(sizes.values(), reverse=True)
+
+    def spy(fd):
+        size, here = os.fstat(fd).st_size, threading.current_thread() is threading.main_thread()
+        hashed.append((size, "waiting thread" if here else "pool"))
+        if not here:
+            started.set()
+            assert rest_hashed.wait(10)  # held until the waiting thread has hashed what the pool did not start
+        elif len(hashed) == 3:
+            rest_hashed.set()
+        return sha256_fd(fd)
+
+    monkeypatch.setattr(preset_lib, "_usable_cores", lambda: 2)  # one pool thread; the caller has the other core
+    monkeypatch.setattr(preset_lib, "_sha256_fd", spy)
+    verification = preset_lib.Verification(tmp_path / "p")
+    try:
+        assert started.wait(10)
+        with pytest.raises(IntegrityError, match="'a.bin'"):  # the first mismatch in manifest order
+            verification.result()
+    finally:
+        verification.close()
+    assert hashed == [(5 << 20, "pool"), (3 << 20, "waiting thread"), (2 << 20, "waiting thread")]
