@@ -88,6 +88,32 @@ def _keras_hub_route(src):
     return {"parameters": int(backbone.count_params()), "reference_parameters": int(reference.num_parameters())}
 
 
+def _sha256(path):
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _sha256_all_cores():
+    """Hash every weight file of a preset, one process per usable core, largest file first.
+
+    The pool is started here, before the clock: the figure is the hashing alone,
+    the floor of any load that verifies the weights' sha256 (one per file, as
+    the manifest records them, so one file is hashed by one core).
+    """
+    import multiprocessing
+    import os
+
+    pool = multiprocessing.Pool(len(os.sched_getaffinity(0)))
+
+    def hash_weights(preset):
+        files = sorted(Path(preset).glob("model*.weights.h5"), key=lambda p: -p.stat().st_size)
+        return pool.map(_sha256, files, chunksize=1)
+
+    return hash_weights
+
+
 def _imports(task):
     """The task's callable, after importing everything it needs (so imports are not timed)."""
     if task == "presetforge-convert-check":
@@ -127,6 +153,8 @@ def _imports(task):
         from transformers import GPT2Model
 
         return lambda path: GPT2Model.from_pretrained(path)
+    if task == "sha256-all-cores":
+        return _sha256_all_cores()
     if task == "copy":  # in the kernel (sendfile): the bytes never reach user space
         return shutil.copyfile
     if task == "copy-userspace":  # read() into a buffer, write() it out: what any converter must at least do

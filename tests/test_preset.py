@@ -141,15 +141,31 @@ def test_background_verification_returns_the_identity(tmp_path):
     assert verification.result() == preset_lib.sha256_file(path / "manifest.json") == preset_lib.verify(path)
 
 
-def test_sha256_file_matches_hashlib_across_slices(tmp_path, monkeypatch):
+def test_sha256_file_matches_hashlib_across_chunks(tmp_path, monkeypatch):
     import hashlib
 
-    monkeypatch.setattr(preset_lib, "_SLICE", 3 << 20)  # several mapped slices and a read tail
+    monkeypatch.setattr(preset_lib, "_CHUNK", 3 << 20)  # several chunks read and a shorter tail
     data = os.urandom((7 << 20) + 12345)
     (tmp_path / "blob").write_bytes(data)
     assert preset_lib.sha256_file(tmp_path / "blob") == hashlib.sha256(data).hexdigest()
     (tmp_path / "empty").write_bytes(b"")
     assert preset_lib.sha256_file(tmp_path / "empty") == hashlib.sha256(b"").hexdigest()
+
+
+def test_hash_range_matches_hashlib_across_slices(tmp_path, monkeypatch):
+    import hashlib
+
+    monkeypatch.setattr(preset_lib, "_SLICE", 3 << 20)  # several mapped slices and a read tail
+    data = os.urandom((7 << 20) + 12345)
+    (tmp_path / "blob").write_bytes(data)
+    fd = os.open(tmp_path / "blob", os.O_RDONLY)
+    try:
+        for offset, size in ((0, len(data)), (4097, len(data) - 5000)):
+            digest = hashlib.sha256()
+            preset_lib.hash_range(digest, fd, offset, size)
+            assert digest.hexdigest() == hashlib.sha256(data[offset : offset + size]).hexdigest()
+    finally:
+        os.close(fd)
 
 
 def test_sealed_digests_are_reused_only_for_unchanged_files(tmp_path):
@@ -232,3 +248,77 @@ def test_large_file_is_handed_out_only_once_its_hash_matched(tmp_path):
             verification.open("model.weights.h5")
     finally:
         verification.close()
+
+
+def test_large_file_is_mapped_only_once_its_hash_matched(tmp_path):
+    path = _big_preset(tmp_path)
+    weights = path / "model.weights.h5"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    verification = preset_lib.Verification(path)
+    try:
+        with pytest.raises(IntegrityError, match="'model.weights.h5': sha256 does not match"):
+            verification.map("model.weights.h5")
+    finally:
+        verification.close()
+
+
+def test_a_mapped_file_is_the_one_verified_even_if_replaced_meanwhile(tmp_path):
+    path = _big_preset(tmp_path)
+    make("gpt2", vocabulary_size=20_000, hidden_dim=8).save_to_preset(tmp_path / "other")
+    verified = (path / "model.weights.h5").read_bytes()
+    with preset_lib.Verification(path) as verification:
+        _replace_every_file(tmp_path / "other", path)  # while the weights may still be hashing
+        mapped = verification.map("model.weights.h5")
+    assert mapped[:] == verified != (path / "model.weights.h5").read_bytes()
+
+
+def test_writes_to_a_mapped_file_stay_private(tmp_path):
+    path = _big_preset(tmp_path)
+    original = (path / "model.weights.h5").read_bytes()
+    with preset_lib.Verification(path) as verification:
+        mapped = verification.map("model.weights.h5")
+        mapped[: 1 << 20] = bytes(1 << 20)
+        mapped[-1:] = b"x"
+        assert mapped[: 1 << 20] == bytes(1 << 20) and mapped[-1:] == b"x"
+        assert verification.map("model.weights.h5")[:] == original  # another map of the same descriptor
+    assert (path / "model.weights.h5").read_bytes() == original
+    preset_lib.verify(path)
+
+
+def test_the_pool_hashes_the_largest_file_first_and_the_waiting_thread_the_rest(tmp_path, monkeypatch):
+    import threading
+
+    sizes = {"a.bin": 2 << 20, "b.bin": 5 << 20, "c.bin": 3 << 20}  # manifest order a, b, c
+    with preset_lib.writing(tmp_path / "p") as stage:
+        for name, size in sizes.items():
+            stage.file(name).write_bytes(os.urandom(size))
+    for name in ("a.bin", "c.bin"):
+        path = tmp_path / "p" / name
+        data = bytearray(path.read_bytes())
+        data[7] ^= 0x01
+        path.write_bytes(bytes(data))
+    hashed, started, rest_hashed = [], threading.Event(), threading.Event()
+    sha256_fd = preset_lib._sha256_fd
+
+    def spy(fd):
+        size, here = os.fstat(fd).st_size, threading.current_thread() is threading.main_thread()
+        hashed.append((size, "waiting thread" if here else "pool"))
+        if not here:
+            started.set()
+            assert rest_hashed.wait(10)  # held until the waiting thread has hashed what the pool did not start
+        elif len(hashed) == 3:
+            rest_hashed.set()
+        return sha256_fd(fd)
+
+    monkeypatch.setattr(preset_lib, "_usable_cores", lambda: 2)  # one pool thread; the caller has the other core
+    monkeypatch.setattr(preset_lib, "_sha256_fd", spy)
+    verification = preset_lib.Verification(tmp_path / "p")
+    try:
+        assert started.wait(10)
+        with pytest.raises(IntegrityError, match="'a.bin'"):  # the first mismatch in manifest order
+            verification.result()
+    finally:
+        verification.close()
+    assert hashed == [(5 << 20, "pool"), (3 << 20, "waiting thread"), (2 << 20, "waiting thread")]

@@ -9,10 +9,11 @@ Three things live here, all shared by ``Backbone`` and the converters:
 - ``layout``: where Keras's ``save_weights`` puts every variable (file, group,
   dataset key, group attributes, shard boundaries and weight map), found by
   running Keras's own saving traversal with a store that records instead of writing.
-- ``save`` / ``load``: a preset's weights out and in. ``load`` reads each
-  dataset straight into its variable, one at a time: a deferred variable is
-  created from the array read (no random init, no second copy), a live one is
-  assigned to.
+- ``save`` / ``load``: a preset's weights out and in. ``load`` gives each
+  variable its dataset, one at a time: a deferred variable is created from it
+  (no random init), a live one is assigned to. Datasets stored plainly, as
+  Keras writes them, are not even read: the value is a copy-on-write map of the
+  verified file, paged in when used (on torch; JAX copies it into its own buffer).
 """
 
 import collections
@@ -316,28 +317,67 @@ def weight_files(root, verification=None):
 
 
 def stored_datasets(h5files):
-    """Every dataset in the weight files: its path → the file holding it."""
+    """Every dataset in the weight files: its path → the file holding it.
+
+    Listed from each object's header info (``h5o.visit``, what ``visititems``
+    runs), without opening every group and dataset as an h5py object: 0.013 s
+    against 0.13 s for the 654 datasets of GPT-2 XL's larger shard.
+    """
     found = {}
     for name, f in h5files.items():
 
-        def visit(path, obj, name=name):
-            if isinstance(obj, h5py.Dataset):
+        def visit(path, info, name=name):
+            if info.type == h5py.h5o.TYPE_DATASET:
+                path = path.decode()
                 if path in found:
                     raise PresetError(f"weights '{path}' are stored twice ({found[path]}, {name})")
                 found[path] = name
 
-        f.visititems(visit)
+        h5py.h5o.visit(f.id, visit, info=True)
     return found
 
 
-def _read(dataset, dtype):
-    """One dataset as a fresh numpy array of ``dtype`` (Keras's bfloat16 convention understood)."""
-    stored = dataset.attrs.get("dtype")
-    if isinstance(stored, bytes):
-        stored = stored.decode()
+def _offset_in_file(dataset):
+    """Where ``dataset``'s values lie in its file as one run of native-order numbers, else ``None``.
+
+    Keras writes every dataset so. HDF5 gives an offset only for contiguous
+    storage in the file itself (not chunked, compressed, compact, external or
+    unallocated); the values must also be plain numbers in this machine's byte
+    order, aligned for their size. Anything else is left to h5py to read.
+    """
+    offset = dataset.id.get_offset()
+    dtype = dataset.dtype
+    if offset is None or dtype.kind not in "biufV" or dtype.fields is not None or dtype.subdtype is not None:
+        return None
+    if not dtype.isnative or offset % dtype.itemsize:
+        return None
+    return offset
+
+
+def _stored_array(dataset, mapping):
+    """``dataset``'s values as stored: a view of ``mapping`` (its file, mapped, if given) where they lie
+    plainly, else read."""
+    offset = None if mapping is None else _offset_in_file(dataset)
+    if offset is not None and offset + dataset.nbytes <= len(mapping):
+        return np.frombuffer(mapping, dataset.dtype, dataset.size, offset).reshape(dataset.shape)
     array = np.empty(dataset.shape, dtype=dataset.dtype)
     if array.size:
         dataset.read_direct(array)
+    return array
+
+
+def _read(dataset, mapping, dtype):
+    """One dataset as a numpy array of ``dtype`` (Keras's bfloat16 convention understood).
+
+    The array is a view of ``mapping``, a copy-on-write map of the verified file
+    (``preset.Verification.map``), where the dataset lies plainly in it and is
+    stored as ``dtype``: no byte is read until used, and writes stay private.
+    Otherwise it is fresh memory (read, or cast).
+    """
+    stored = dataset.attrs.get("dtype")
+    if isinstance(stored, bytes):
+        stored = stored.decode()
+    array = _stored_array(dataset, mapping)
     if stored == "bfloat16":
         array = array.view(ml_dtypes.bfloat16)
     if array.dtype != dtype:
@@ -370,12 +410,14 @@ def load(backbone, root, verification=None):
     """Fill the backbone's variables from a preset directory's weights, one dataset at a time.
 
     Variables left deferred by ``deferred_variables`` are created straight from
-    the arrays read; live ones are assigned to. Each array is cast to its
-    variable's dtype, so a float32 preset loads as bfloat16 and back. The file
-    must hold exactly the backbone's variables, with their shapes. The files
-    are read through ``verification`` (a ``preset.Verification`` of ``root``,
-    made here if not given): only bytes that matched the manifest are loaded,
-    whatever happens to the paths meanwhile.
+    their datasets, as copy-on-write maps of the file where they are stored at
+    the variable's dtype (``_read``); live ones are assigned to. Each array is
+    cast to its variable's dtype, so a float32 preset loads as bfloat16 and
+    back. The file must hold exactly the backbone's variables, with their
+    shapes. The files are read and mapped through ``verification`` (a
+    ``preset.Verification`` of ``root``, made here if not given): only bytes
+    that matched the manifest are loaded, whatever happens to the paths meanwhile
+    (``preset.Verification.map`` says what a write in place would do).
     """
     root = Path(root)
     if verification is None:
@@ -387,20 +429,25 @@ def load(backbone, root, verification=None):
 
 
 @contextlib.contextmanager
-def opened(backbone, root, verification):
+def opened(backbone, root, verification, mapped=True):
     """The preset's weight files opened for ``backbone``: yields ``fill(variables)``, which gives
     those variables (any subset, any order) their stored values.
 
     The files must hold exactly the backbone's variables; that is checked once,
-    on entry. Layer-streamed parity fills one block at a time and ``release``s it.
+    on entry. ``mapped``: values are copy-on-write maps of the files where they
+    can be (see ``load``); else read into fresh memory, as layer-streamed parity
+    wants, which fills one block at a time and ``release``s it (a mapped block's
+    pages would stay resident while the map lives).
     """
     plan = layout(backbone).datasets
     names = weight_files(root, verification)
     with contextlib.ExitStack() as stack:
-        h5files = {}
+        h5files, mappings = {}, {}
         for name in names:
             verified = stack.enter_context(verification.open(name))
             h5files[name] = stack.enter_context(h5py.File(verified, "r"))
+            if mapped:
+                mappings[name] = verification.map(name)
         stored = stored_datasets(h5files)
         wanted = {ds.path: variable_path for variable_path, ds in plan.items()}
         missing = [p for p in wanted if p not in stored]
@@ -425,7 +472,7 @@ def opened(backbone, root, verification):
                         f"weights '{ds.path}' have shape {tuple(dataset.shape)}; "
                         f"'{variable.path}' needs {tuple(variable.shape)}"
                     )
-                _fill(variable, _read(dataset, _numpy_dtype(variable.dtype)))
+                _fill(variable, _read(dataset, mappings.get(stored[ds.path]), _numpy_dtype(variable.dtype)))
 
         yield fill
 

@@ -146,7 +146,7 @@ def _our_backbone(preset_dir, streamed):
         serialized = verification.read_json(preset.CONFIG_FILE)
         backbone_cls = backbone_class(serialized, preset_dir)
         backbone = weights.deferred_variables(lambda: backbone_cls.from_config(serialized["config"]))
-        with weights.opened(backbone, preset_dir, verification) as fill:
+        with weights.opened(backbone, preset_dir, verification, mapped=False) as fill:
 
             @contextlib.contextmanager
             def materialised(variables):
