@@ -16,6 +16,7 @@ stopped when it would run this machine out of memory.
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -69,6 +70,7 @@ def ours(size, dtype, cap):
     try:
         result = common.run_worker(common.MAIN_PYTHON, "presetforge-convert-check", checkpoint, out, dtype, cap,
                                    timeout=4 * 3600)
+        shutil.copyfile(out / "parity.md", common.CACHE / f"parity-{size}-{dtype}.md")  # the whole report, kept
     finally:
         common.remove(out)  # an 8B float32 preset takes 32 GB of disk
     return result

@@ -12,7 +12,8 @@ no probe reaches.
 Both models run a stage at a time (``checks.reference`` for transformers'
 side): the reference first, its stage outputs going to disk, then each of our
 stages on the reference's output of the stage before, so a stage's error is
-its own, never inherited; our model also runs alone, end to end. Memory stays
+its own, never inherited: that is the gate. Our model also runs alone, end to
+end, and those accumulated errors are reported beside each stage's. Memory stays
 bounded by a block of each side, the largest tensor and the activations.
 """
 
