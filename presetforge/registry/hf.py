@@ -359,14 +359,7 @@ def _error(what, e, action):
         )
     if isinstance(e, ValueError) and str(e).startswith(("Invalid filename", "Invalid pointer path")):
         return HubError(f"{what} holds a file the client refuses to write: {transfers.short(e)}")
-    if transfers.is_transport_error(e):
-        why = transfers.short(e)
-        if transfers.is_unreachable(e):
-            return OfflineError(f"cannot reach the Hugging Face hub at {endpoint} for {what}: {why}")
-        if transfers.is_timeout(e):
-            return HubError(f"the Hugging Face hub at {endpoint} did not answer in time for {what}: {why}")
-        return HubError(f"the connection to the Hugging Face hub at {endpoint} broke off for {what}: {why}")
-    return None
+    return transfers.transport_error(e, f"the Hugging Face hub at {endpoint}", what)
 
 
 def _local_files(folder):

@@ -316,10 +316,4 @@ def _error(what, e, action):
         return HubError(f"Kaggle ({endpoint}) refused {what}: {transfers.short(e)}")
     if isinstance(e, kh_errors.DataCorruptionError):
         return HubError(f"the download of {what} from Kaggle ({endpoint}) arrived damaged: its md5 does not match")
-    if transfers.is_transport_error(e):
-        if transfers.is_unreachable(e):
-            return OfflineError(f"cannot reach Kaggle ({endpoint}) for {what}: {transfers.short(e)}")
-        if transfers.is_timeout(e):
-            return HubError(f"Kaggle ({endpoint}) did not answer in time for {what}: {transfers.short(e)}")
-        return HubError(f"the connection to Kaggle ({endpoint}) broke off for {what}: {transfers.short(e)}")
-    return None
+    return transfers.transport_error(e, f"Kaggle ({endpoint})", what)

@@ -14,7 +14,7 @@ import socket
 import time
 from pathlib import Path
 
-from presetforge.errors import HubError, PresetError
+from presetforge.errors import HubError, OfflineError, PresetError
 
 logger = logging.getLogger(__name__)
 
@@ -167,3 +167,16 @@ def folder_to_publish(folder):
     if not folder.is_dir():
         raise PresetError(f"cannot publish '{folder}': not a directory")
     return folder
+
+
+def transport_error(e, hub, what):
+    """The one-line error for ``e`` if it is a transport failure reaching ``hub`` (its name and
+    address, as the messages say it) for ``what``; ``None`` for any other error."""
+    if not is_transport_error(e):
+        return None
+    why = short(e)
+    if is_unreachable(e):
+        return OfflineError(f"cannot reach {hub} for {what}: {why}")
+    if is_timeout(e):
+        return HubError(f"{hub} did not answer in time for {what}: {why}")
+    return HubError(f"the connection to {hub} broke off for {what}: {why}")
