@@ -168,8 +168,9 @@ def _compare_ours(backbone, probes, reference, materialised, tolerance, progress
     """Run our backbone a stage at a time and compare each stage with the reference's.
 
     Each stage runs twice: on the reference's output of the stage before (its
-    own error) and on ours (our model alone, end to end). Returns the two
-    lists of ``StageResult``.
+    own error) and on ours (our model alone, end to end); the first stage has
+    no stage before, so its two results are one. Each reference output is read
+    from disk once. Returns the two lists of ``StageResult``.
     """
     names = list(backbone.input)
     arguments = {p: [keras.ops.convert_to_tensor(inputs[n]) for n in names] for p, inputs in probes.items()}
@@ -177,38 +178,36 @@ def _compare_ours(backbone, probes, reference, materialised, tolerance, progress
     dtype = backbone.dtype_policy.compute_dtype
     alone, previous, per_stage, end_to_end = {}, None, [], []
 
-    def compared(name, outputs, top1=False):
-        theirs = [real_positions(reference.read(name, p), masks[p]) for p in probes]
+    def compared(name, outputs, theirs, top1=False):
         ours = [real_positions(_float32(outputs[p]), masks[p]) for p in probes]
-        return compare(name, ours, theirs, tolerance, top1=top1)
+        return compare(name, ours, [real_positions(theirs[p], masks[p]) for p in probes], tolerance, top1=top1)
 
-    def reference_input(name, p):
-        return keras.ops.cast(reference.read(name, p), dtype)
+    def fed(p):  # the reference's output of the stage before, as our stage's input
+        return keras.ops.cast(previous[p], dtype)
 
     stage_models = backbone.stage_models()
     total = len(stage_models) + backbone.language_model
     for done, (name, model) in enumerate(stage_models.items(), 1):
+        theirs = {p: reference.read(name, p) for p in probes}
         with materialised(model.weights), _inference():
-            if previous is None:
-                alone = {p: model(arguments[p]) for p in probes}
-                fed = alone
-            else:
-                fed = {p: model([reference_input(previous, p), *arguments[p]]) for p in probes}
-                per_stage.append(compared(name, fed))
-                del fed
-                alone = {p: model([alone[p], *arguments[p]]) for p in probes}
+            if previous is not None:
+                per_stage.append(compared(name, {p: model([fed(p), *arguments[p]]) for p in probes}, theirs))
+            alone = {p: model(arguments[p] if previous is None else [alone[p], *arguments[p]]) for p in probes}
+        end_to_end.append(compared(name, alone, theirs))
         if previous is None:
-            per_stage.append(compared(name, alone))
-        end_to_end.append(compared(name, alone))
-        previous = name
+            per_stage.append(end_to_end[-1])
+        previous = theirs
         progress("ours", done, total)
     if backbone.language_model:
+        theirs = {p: reference.read("logits", p) for p in probes}
         with materialised(backbone.token_embedding.head_weights), _inference():
-            per_stage.append(compared("logits", {p: backbone.logits(reference_input(previous, p)) for p in probes},
-                                      top1=True))
-            end_to_end.append(compared("logits", {p: backbone.logits(alone.pop(p)) for p in list(alone)}, top1=True))
+            per_stage.append(compared("logits", {p: backbone.logits(fed(p)) for p in probes}, theirs, top1=True))
+            end_to_end.append(
+                compared("logits", {p: backbone.logits(alone.pop(p)) for p in list(alone)}, theirs, top1=True)
+            )
         progress("ours", total, total)
     return per_stage, end_to_end
+
 
 def _upstream_name(preset_dir):
     """``repo@revision`` the preset records as its upstream, or ``None``: never a local path,

@@ -67,8 +67,9 @@ class Streamed:
 
     def _buffers_on_cpu(self):
         """Every buffer on the CPU with the value transformers gives it: empty, then its initialization
-        (``initialize_weights`` skips nothing here and touches the ``meta`` parameters without cost);
-        a persistent buffer the checkpoint holds is read from it afterwards, as loading would."""
+        (``initialize_weights`` skips nothing here and touches the ``meta`` parameters without cost).
+        No family converted here keeps a buffer in its checkpoint; the streamed check's agreement with
+        ``from_pretrained`` on every family (tests/checks/test_streamed_parity.py) holds that to account."""
         import torch
 
         for module in self.model.modules():

@@ -159,7 +159,7 @@ class ParityReport:
 
     def top1_line(self):
         """Logits arg-max agreement in words, or ``None`` for models without an LM head."""
-        logits = next((s for s in self.end_to_end if s.top1_positions is not None), None)
+        logits = next((s for s in self.stages if s.top1_positions is not None), None)
         if logits is None:
             return None
         return (
